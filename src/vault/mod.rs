@@ -1,0 +1,291 @@
+//! A vault opened as one member: config, members, the name key, and the
+//! operations that create and open encrypted files and directories.
+
+pub mod file;
+pub mod names;
+pub mod pin;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use crate::access::KeyLookup;
+use crate::crypto::names::NameCipher;
+use crate::crypto::wrap;
+use crate::crypto::{Identity, MemberId, PublicIdentity, SecretKey};
+use crate::error::{Error, Result};
+use crate::format::{self, DirRecord, MemberRecord, Signed, VaultConfig, FORMAT_VERSION};
+use crate::store::{atomic_write, read_limited, Durability, VaultPaths, DIR_RECORD};
+
+pub use file::OpenFile;
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Default plaintext chunk size: 64 KiB (see docs/BENCHMARKS.md for the measurement).
+pub const DEFAULT_CHUNK_LOG2: u8 = 16;
+
+pub struct Vault {
+    pub paths: VaultPaths,
+    pub config: VaultConfig,
+    pub me: Identity,
+    members: RwLock<HashMap<MemberId, MemberRecord>>,
+    names: NameCipher,
+    pub read_only: bool,
+}
+
+impl KeyLookup for Vault {
+    fn ed25519_of(&self, id: &MemberId) -> Option<[u8; 32]> {
+        if let Some(m) = self.members.read().unwrap().get(id) {
+            return Some(m.public.ed25519);
+        }
+        // A member added since we loaded: reload once.
+        let _ = self.reload_members();
+        self.members.read().unwrap().get(id).map(|m| m.public.ed25519)
+    }
+}
+
+impl Vault {
+    /// Creates a new vault at `root` with `admin` as its first member.
+    pub fn init(root: &Path, admin: Identity, admin_name: &str) -> Result<Vault> {
+        if root.exists() {
+            let mut entries = fs::read_dir(root).map_err(|e| Error::io(root, e))?;
+            if entries.next().is_some() {
+                return Err(Error::BadInput(format!(
+                    "{} is not empty; init needs a new or empty directory",
+                    root.display()
+                )));
+            }
+        }
+        validate_member_name(admin_name)?;
+        let paths = VaultPaths::new(root);
+        let config = VaultConfig {
+            format_version: FORMAT_VERSION,
+            vault_id: crate::crypto::random_bytes(),
+            created_unix: now_unix(),
+            admin: *admin.public(),
+            chunk_log2: DEFAULT_CHUNK_LOG2,
+        };
+        let name_key = SecretKey::generate();
+        for d in [paths.root.clone(), paths.members(), paths.meta(), paths.tree(), paths.log()] {
+            fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+        }
+        let vault = Vault {
+            names: NameCipher::new(&name_key),
+            paths,
+            config: config.clone(),
+            me: admin,
+            members: RwLock::new(HashMap::new()),
+            read_only: false,
+        };
+        vault.write_member(admin_name, vault.me.public(), true, &name_key)?;
+        vault.write_dir_record(&vault.paths.tree())?;
+        let signed = Signed::sign(&config, &vault.me);
+        // The config goes last: a directory without it is not a vault yet.
+        atomic_write(&vault.paths.config(), &format::encode_file(format::VAULT_CONFIG, &signed), Durability::Sync)?;
+        pin::check_and_update(&config, &vault.me.member_id())?;
+        vault.reload_members()?;
+        Ok(vault)
+    }
+
+    /// Opens an existing vault as `me`.
+    pub fn open(root: &Path, me: Identity, read_only: bool) -> Result<Vault> {
+        let paths = VaultPaths::new(root);
+        if !VaultPaths::is_vault(root) {
+            return Err(Error::BadInput(format!(
+                "{} is not a coffer vault (no {}); create one with `coffer init`",
+                root.display(),
+                crate::store::CONFIG_FILE
+            )));
+        }
+        let config = read_config(&paths)?;
+        pin::check_and_update(&config, &me.member_id())?;
+        let record = read_member(&paths, &config, &me.member_id()).map_err(|e| match e {
+            Error::NotFound(_) => Error::AccessDenied(format!(
+                "identity {} is not a member of this vault; ask the vault admin to run `coffer user add`",
+                me.member_id()
+            )),
+            other => other,
+        })?;
+        if record.public != *me.public() {
+            return Err(Error::integrity("member record does not match this identity's public key"));
+        }
+        let name_key = wrap::unwrap(&record.name_key, &me, &config.vault_id, 0)
+            .ok_or_else(|| Error::integrity("cannot unwrap the vault name key from this member's record"))?;
+        let vault = Vault {
+            names: NameCipher::new(&name_key),
+            paths,
+            config,
+            me,
+            members: RwLock::new(HashMap::new()),
+            read_only,
+        };
+        vault.reload_members()?;
+        Ok(vault)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.me.public() == &self.config.admin
+    }
+
+    /// Re-reads `members/`, keeping only records signed by the vault admin.
+    pub fn reload_members(&self) -> Result<()> {
+        let dir = self.paths.members();
+        let mut map = HashMap::new();
+        for entry in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let name = entry.file_name();
+            let Some(id_hex) = name.to_str().and_then(|n| n.strip_suffix(".member")) else {
+                continue;
+            };
+            let Some(id) = crate::crypto::unhex::<16>(id_hex) else {
+                continue;
+            };
+            match read_member(&self.paths, &self.config, &MemberId(id)) {
+                Ok(r) => {
+                    map.insert(MemberId(id), r);
+                }
+                Err(e) => log::warn!("ignoring member record {}: {e}", entry.path().display()),
+            }
+        }
+        *self.members.write().unwrap() = map;
+        Ok(())
+    }
+
+    pub fn members(&self) -> Vec<MemberRecord> {
+        let mut v: Vec<_> = self.members.read().unwrap().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn member(&self, id: &MemberId) -> Option<MemberRecord> {
+        self.members.read().unwrap().get(id).cloned()
+    }
+
+    /// Finds a member by name or by hex id.
+    pub fn find_member(&self, who: &str) -> Result<MemberRecord> {
+        let members = self.members.read().unwrap();
+        members
+            .values()
+            .find(|m| m.name == who || m.public.member_id().to_hex() == who)
+            .cloned()
+            .ok_or_else(|| Error::BadInput(format!("unknown user '{who}'; see `coffer user list`")))
+    }
+
+    /// Adds a member (admin only).
+    pub fn add_member(&self, name: &str, public: &PublicIdentity) -> Result<MemberRecord> {
+        if !self.is_admin() {
+            return Err(Error::AccessDenied("only the vault admin can add members".into()));
+        }
+        validate_member_name(name)?;
+        if !wrap::is_valid_recipient(&public.x25519) {
+            return Err(Error::BadInput("that public key cannot receive keys (low-order X25519 key)".into()));
+        }
+        self.reload_members()?;
+        {
+            let members = self.members.read().unwrap();
+            if members.contains_key(&public.member_id()) {
+                return Err(Error::BadInput("that public key is already a member".into()));
+            }
+            if members.values().any(|m| m.name == name) {
+                return Err(Error::BadInput(format!("a member named '{name}' already exists")));
+            }
+        }
+        let me_record = self.member(&self.me.member_id()).ok_or_else(|| Error::Other("own record vanished".into()))?;
+        let name_key = wrap::unwrap(&me_record.name_key, &self.me, &self.config.vault_id, 0)
+            .ok_or_else(|| Error::integrity("cannot unwrap the vault name key"))?;
+        let record = self.write_member(name, public, false, &name_key)?;
+        self.reload_members()?;
+        Ok(record)
+    }
+
+    fn write_member(&self, name: &str, public: &PublicIdentity, admin: bool, name_key: &SecretKey) -> Result<MemberRecord> {
+        let record = MemberRecord {
+            format_version: FORMAT_VERSION,
+            vault_id: self.config.vault_id,
+            name: name.to_string(),
+            public: *public,
+            admin,
+            added_by: self.me.member_id(),
+            added_unix: now_unix(),
+            name_key: wrap::wrap(name_key, public, &self.config.vault_id, 0)?,
+        };
+        let signed = Signed::sign(&record, &self.me);
+        let path = self.paths.member(&public.member_id().to_hex());
+        atomic_write(&path, &format::encode_file(format::MEMBER, &signed), Durability::Sync)?;
+        Ok(record)
+    }
+
+    pub fn names(&self) -> &NameCipher {
+        &self.names
+    }
+
+    pub fn chunk_log2(&self) -> u8 {
+        self.config.chunk_log2
+    }
+
+    pub fn layout(&self) -> format::data::Layout {
+        format::data::Layout { chunk_log2: self.config.chunk_log2 }
+    }
+
+    /// Writes a fresh `.coffer-dir` with a random dir id into `dir`.
+    pub fn write_dir_record(&self, dir: &Path) -> Result<[u8; 16]> {
+        let rec = DirRecord { format_version: FORMAT_VERSION, dir_id: crate::crypto::random_bytes(), defaults: None };
+        atomic_write(&dir.join(DIR_RECORD), &format::encode_file(format::DIR, &rec), Durability::Lazy)?;
+        Ok(rec.dir_id)
+    }
+
+    pub fn read_dir_record(&self, dir: &Path) -> Result<DirRecord> {
+        let bytes = read_limited(&dir.join(DIR_RECORD), format::DIR.max_len + 4, "directory record")?;
+        let rec: DirRecord = format::decode_file(format::DIR, &bytes)?;
+        format::check_version(rec.format_version)?;
+        Ok(rec)
+    }
+
+    /// Path of a backing entry inside the tree, for messages.
+    pub fn tree_relative<'a>(&self, backing: &'a Path) -> &'a Path {
+        backing.strip_prefix(self.paths.tree()).unwrap_or(backing)
+    }
+}
+
+fn validate_member_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+    {
+        return Err(Error::BadInput(format!(
+            "invalid member name '{name}': use 1-64 letters, digits, '-', '_', '.', '@'"
+        )));
+    }
+    Ok(())
+}
+
+pub fn read_config(paths: &VaultPaths) -> Result<VaultConfig> {
+    let path = paths.config();
+    let bytes = read_limited(&path, format::VAULT_CONFIG.max_len + 4, "vault config")?;
+    let signed: Signed<VaultConfig> = format::decode_file(format::VAULT_CONFIG, &bytes)?;
+    // Peek at the version before verifying so a newer vault gets a clear message.
+    if let Ok(unverified) = signed.decode_unverified() {
+        format::check_version(unverified.format_version)?;
+        let config = signed.verify(&unverified.admin.ed25519)?;
+        return Ok(config);
+    }
+    Err(Error::corrupt("vault config", "cannot decode"))
+}
+
+fn read_member(paths: &VaultPaths, config: &VaultConfig, id: &MemberId) -> Result<MemberRecord> {
+    let path: PathBuf = paths.member(&id.to_hex());
+    let bytes = read_limited(&path, format::MEMBER.max_len + 4, "member record")?;
+    let signed: Signed<MemberRecord> = format::decode_file(format::MEMBER, &bytes)?;
+    let rec = signed.verify(&config.admin.ed25519)?;
+    format::check_version(rec.format_version)?;
+    if rec.vault_id != config.vault_id || rec.public.member_id() != *id {
+        return Err(Error::integrity(format!("member record {} belongs elsewhere", path.display())));
+    }
+    Ok(rec)
+}
