@@ -1,9 +1,30 @@
 //! The FUSE adapter: maps kernel requests onto the vault layer.
+//!
+//! - `inodes.rs`: inode numbers and the backing paths behind them
+//! - `attr.rs`: backing `stat` → FUSE attributes (sizes from the chunk layout)
+//! - `namespace.rs`: lookup, mkdir, unlink, rename, link, symlink, readdir
+//! - `files.rs`: open, read, write, flush, fsync, truncate (shared per-inode state)
+//! - `xattr.rs`: encrypted `user.*` extended attributes
+//! - `adapter.rs`: the `fuser::Filesystem` impl that turns results into replies
+//! - `sys.rs`: the libc calls std lacks (the only `unsafe` in the adapter)
 
-use std::path::Path;
+mod adapter;
+mod attr;
+mod files;
+mod inodes;
+mod namespace;
+mod sys;
+mod xattr;
 
-use crate::error::Result;
-use crate::vault::Vault;
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::vault::{OpenFile, Vault};
 
 /// How to mount.
 #[derive(Clone, Debug, Default)]
@@ -14,9 +35,158 @@ pub struct MountOptions {
     pub extra: Vec<String>,
 }
 
+/// errno results inside the adapter.
+pub(crate) type FsResult<T> = std::result::Result<T, i32>;
+
+/// How long the kernel may cache names and attributes: short, so another mount's
+/// changes show within a second.
+pub(crate) const TTL: Duration = Duration::from_millis(500);
+
+/// Per-inode shared state of an open regular file.
+pub(crate) struct OpenState {
+    pub file: Mutex<OpenFile>,
+    pub opens: AtomicU64,
+}
+
+pub(crate) enum Handle {
+    File { ino: u64, state: Arc<OpenState>, write: bool, append: bool },
+    Dir { entries: Vec<(u64, fuser::FileType, std::ffi::OsString)> },
+}
+
+pub(crate) struct Inner {
+    pub vault: Arc<Vault>,
+    pub inodes: Mutex<inodes::InodeTable>,
+    pub open: Mutex<HashMap<u64, Arc<OpenState>>>,
+    pub handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
+    pub next_fh: AtomicU64,
+    /// Directory ids by backing directory inode.
+    pub dir_ids: Mutex<HashMap<u64, [u8; 16]>>,
+    /// Manifest hash each inode had at its last open, to keep the page cache.
+    pub seen_versions: Mutex<HashMap<u64, [u8; 32]>>,
+    pub stop: AtomicBool,
+}
+
+impl Inner {
+    pub fn path_of(&self, ino: u64) -> FsResult<PathBuf> {
+        self.inodes.lock().unwrap().path(ino).ok_or(libc::ENOENT)
+    }
+
+    pub fn display(&self, backing: &Path) -> String {
+        self.vault.tree_relative(backing).display().to_string()
+    }
+
+    /// Maps a library error to errno, logging integrity failures with the path.
+    pub fn fail(&self, what: &str, e: Error) -> i32 {
+        match &e {
+            Error::Integrity { .. } | Error::Corrupt { .. } => {
+                log::error!("EIO: integrity failure ({what}): {e}");
+            }
+            Error::Io { .. } => log::warn!("{what}: {e}"),
+            Error::AccessDenied(_) => log::debug!("{what}: {e}"),
+            _ => log::debug!("{what}: {e}"),
+        }
+        e.errno()
+    }
+
+    pub fn io_err(e: std::io::Error) -> i32 {
+        e.raw_os_error().unwrap_or(libc::EIO)
+    }
+
+    pub fn new_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().unwrap().insert(fh, Arc::new(Mutex::new(h)));
+        fh
+    }
+
+    pub fn handle(&self, fh: u64) -> FsResult<Arc<Mutex<Handle>>> {
+        self.handles.lock().unwrap().get(&fh).cloned().ok_or(libc::EBADF)
+    }
+
+    /// Commits every open file with dirty data (the periodic flusher).
+    pub fn flush_all(&self) {
+        let states: Vec<(u64, Arc<OpenState>)> =
+            self.open.lock().unwrap().iter().map(|(k, v)| (*k, v.clone())).collect();
+        for (ino, st) in states {
+            let mut f = st.file.lock().unwrap();
+            if f.is_dirty() {
+                if let Err(e) = f.commit(&self.vault, crate::store::Durability::Lazy) {
+                    let _ = self.fail(&format!("background commit of inode {ino}"), e);
+                }
+            }
+        }
+    }
+}
+
 /// Mounts `vault` at `mountpoint` and serves until it is unmounted.
 /// `on_ready` runs once the mount is live (the CLI uses it to release a waiting parent).
 pub fn mount(vault: Vault, mountpoint: &Path, opts: &MountOptions, on_ready: Box<dyn FnOnce() + Send>) -> Result<()> {
-    let _ = (vault, mountpoint, opts, on_ready);
-    Err(crate::error::Error::Other("mount is not built yet".into()))
+    let tree = vault.paths.tree();
+    let meta = std::fs::metadata(&tree).map_err(|e| Error::io(&tree, e))?;
+    let read_only = opts.read_only || vault.read_only;
+    let mut vault = vault;
+    vault.read_only = read_only;
+    let inner = Arc::new(Inner {
+        vault: Arc::new(vault),
+        inodes: Mutex::new(inodes::InodeTable::new(tree.clone(), meta.ino())),
+        open: Mutex::new(HashMap::new()),
+        handles: Mutex::new(HashMap::new()),
+        next_fh: AtomicU64::new(1),
+        dir_ids: Mutex::new(HashMap::new()),
+        seen_versions: Mutex::new(HashMap::new()),
+        stop: AtomicBool::new(false),
+    });
+
+    let mut options = vec![
+        fuser::MountOption::FSName(format!("coffer:{}", inner.vault.paths.root.display())),
+        fuser::MountOption::Subtype("coffer".into()),
+        fuser::MountOption::DefaultPermissions,
+    ];
+    if read_only {
+        options.push(fuser::MountOption::RO);
+    }
+    let mut acl = fuser::SessionACL::Owner;
+    if opts.allow_other {
+        acl = fuser::SessionACL::All;
+    }
+    for o in &opts.extra {
+        match o.as_str() {
+            "" | "rw" | "default_permissions" => {}
+            "ro" => options.push(fuser::MountOption::RO),
+            "allow_other" => acl = fuser::SessionACL::All,
+            "allow_root" => acl = fuser::SessionACL::RootAndOwner,
+            "noatime" => options.push(fuser::MountOption::NoAtime),
+            "nodev" => options.push(fuser::MountOption::NoDev),
+            "nosuid" => options.push(fuser::MountOption::NoSuid),
+            "noexec" => options.push(fuser::MountOption::NoExec),
+            "sync" => options.push(fuser::MountOption::Sync),
+            other => options.push(fuser::MountOption::CUSTOM(other.to_string())),
+        }
+    }
+    let mut config = fuser::Config::default();
+    config.mount_options = options;
+    config.acl = acl;
+    config.n_threads = Some(4);
+    config.clone_fd = true;
+
+    let fs = adapter::CofferFs { inner: inner.clone() };
+    let session = fuser::Session::new(fs, mountpoint, &config)
+        .map_err(|e| Error::io(mountpoint, e))?;
+
+    // Background commits so other mounts see data written through long-open files.
+    let flusher = {
+        let inner = inner.clone();
+        std::thread::spawn(move || {
+            while !inner.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(400));
+                inner.flush_all();
+            }
+        })
+    };
+    let background = session.spawn().map_err(|e| Error::io(mountpoint, e))?;
+    on_ready();
+    let result = background.join();
+    inner.stop.store(true, Ordering::Relaxed);
+    inner.flush_all();
+    let _ = flusher.join();
+    result.map_err(|e| Error::io(mountpoint, e))
 }

@@ -1,0 +1,218 @@
+//! Regular-file I/O. All handles of one inode share one `OpenFile` (so hard links,
+//! mmap and several open fds see one state); it is committed on flush (close),
+//! fsync, release and by the periodic flusher.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use fuser::{FileAttr, FopenFlags};
+
+use super::{FsResult, Handle, Inner, OpenState};
+use crate::store::Durability;
+
+impl Inner {
+    /// Returns the shared state of an inode, opening the file if needed.
+    fn open_state(&self, ino: u64, path: &Path) -> FsResult<Arc<OpenState>> {
+        if let Some(st) = self.open.lock().unwrap().get(&ino).cloned() {
+            let mut f = st.file.lock().unwrap();
+            // Pick up another mount's commit if we hold nothing unwritten.
+            f.refresh(&self.vault).map_err(|e| self.fail(&format!("open {}", self.display(path)), e))?;
+            drop(f);
+            return Ok(st);
+        }
+        let file = self
+            .vault
+            .open_file(path, self.display(path))
+            .map_err(|e| self.fail(&format!("open {}", self.display(path)), e))?;
+        let st = Arc::new(OpenState { file: Mutex::new(file), opens: 0.into() });
+        let mut open = self.open.lock().unwrap();
+        Ok(open.entry(ino).or_insert(st).clone())
+    }
+
+    pub fn open(&self, ino: u64, flags: i32) -> FsResult<(u64, FopenFlags)> {
+        let path = self.path_of(ino)?;
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        if write && self.vault.read_only {
+            return Err(libc::EROFS);
+        }
+        let st = self.open_state(ino, &path)?;
+        let keep_cache = {
+            let f = st.file.lock().unwrap();
+            if !f.can_read(&self.vault) {
+                log::info!("open {}: denied, {} holds no read right", self.display(&path), self.vault.me.member_id());
+                return Err(libc::EACCES);
+            }
+            if write && !f.can_update(&self.vault) {
+                log::info!("open {}: denied, no update right", self.display(&path));
+                return Err(libc::EACCES);
+            }
+            let version = f.sidecar().manifest.hash();
+            let mut seen = self.seen_versions.lock().unwrap();
+            let same = seen.get(&ino) == Some(&version) && !f.is_dirty();
+            seen.insert(ino, version);
+            same
+        };
+        if flags & libc::O_TRUNC != 0 && write {
+            let mut f = st.file.lock().unwrap();
+            f.truncate(&self.vault, 0).map_err(|e| self.fail("truncate on open", e))?;
+        }
+        st.opens.fetch_add(1, Ordering::SeqCst);
+        let fh = self.new_handle(Handle::File { ino, state: st, write, append: flags & libc::O_APPEND != 0 });
+        let mut fl = FopenFlags::empty();
+        if keep_cache {
+            fl |= FopenFlags::FOPEN_KEEP_CACHE;
+        }
+        Ok((fh, fl))
+    }
+
+    pub fn create(&self, parent: u64, name: &OsStr, mode: u32, uid: u32, gid: u32, flags: i32) -> FsResult<(FileAttr, u64)> {
+        if self.vault.read_only {
+            return Err(libc::EROFS);
+        }
+        let (path, bn) = self.child_path(parent, name)?;
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        self.vault.write_long_name(&dir, &bn).map_err(|e| self.fail("create", e))?;
+        let file = self
+            .vault
+            .create_file(&path, mode, self.display(&path))
+            .map_err(|e| self.fail(&format!("create {}", self.display(&path)), e))?;
+        self.chown_to(&path, uid, gid);
+        let m = std::fs::symlink_metadata(&path).map_err(Inner::io_err)?;
+        let ino = self.inodes.lock().unwrap().ino_for(std::os::unix::fs::MetadataExt::ino(&m));
+        let version = file.sidecar().manifest.hash();
+        let st = Arc::new(OpenState { file: Mutex::new(file), opens: 1.into() });
+        self.open.lock().unwrap().insert(ino, st.clone());
+        self.seen_versions.lock().unwrap().insert(ino, version);
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        let fh = self.new_handle(Handle::File { ino, state: st, write, append: flags & libc::O_APPEND != 0 });
+        let attr = self.entry(&path)?;
+        Ok((attr, fh))
+    }
+
+    fn file_handle(&self, fh: u64) -> FsResult<(u64, Arc<OpenState>, bool, bool)> {
+        let h = self.handle(fh)?;
+        let h = h.lock().unwrap();
+        match &*h {
+            Handle::File { ino, state, write, append } => Ok((*ino, state.clone(), *write, *append)),
+            Handle::Dir { .. } => Err(libc::EISDIR),
+        }
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let (_, st, _, _) = self.file_handle(fh)?;
+        let mut f = st.file.lock().unwrap();
+        let display = f.display.clone();
+        f.read(offset, size as usize).map_err(|e| self.fail(&format!("read {display}"), e))
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let (_, st, write, append) = self.file_handle(fh)?;
+        if !write {
+            return Err(libc::EBADF);
+        }
+        let mut f = st.file.lock().unwrap();
+        let at = if append { f.size() } else { offset };
+        let display = f.display.clone();
+        f.write(&self.vault, at, data).map_err(|e| self.fail(&format!("write {display}"), e))?;
+        Ok(data.len() as u32)
+    }
+
+    fn commit(&self, st: &OpenState, durability: Durability) -> FsResult<()> {
+        let mut f = st.file.lock().unwrap();
+        if !f.is_dirty() && durability == Durability::Lazy {
+            return Ok(());
+        }
+        let display = f.display.clone();
+        f.commit(&self.vault, durability).map_err(|e| self.fail(&format!("commit {display}"), e))
+    }
+
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        let (_, st, write, _) = self.file_handle(fh)?;
+        if write {
+            self.commit(&st, Durability::Lazy)?;
+        }
+        Ok(())
+    }
+
+    pub fn fsync(&self, fh: u64) -> FsResult<()> {
+        let (_, st, _, _) = self.file_handle(fh)?;
+        self.commit(&st, Durability::Sync)
+    }
+
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        let h = self.handles.lock().unwrap().remove(&fh);
+        let Some(h) = h else { return Err(libc::EBADF) };
+        let h = h.lock().unwrap();
+        let Handle::File { ino, state, .. } = &*h else { return Ok(()) };
+        let result = self.commit(state, Durability::Lazy);
+        if state.opens.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let mut open = self.open.lock().unwrap();
+            // Drop the state unless someone reopened it meanwhile or data is pending.
+            if state.opens.load(Ordering::SeqCst) == 0 && !state.file.lock().unwrap().is_dirty() {
+                open.remove(ino);
+            }
+        }
+        result
+    }
+
+    /// truncate(2) / ftruncate(2).
+    pub fn set_size(&self, ino: u64, size: u64) -> FsResult<()> {
+        if self.vault.read_only {
+            return Err(libc::EROFS);
+        }
+        let path = self.path_of(ino)?;
+        let st = self.open_state(ino, &path)?;
+        let mut f = st.file.lock().unwrap();
+        if !f.can_update(&self.vault) {
+            return Err(libc::EACCES);
+        }
+        let display = f.display.clone();
+        f.truncate(&self.vault, size).map_err(|e| self.fail(&format!("truncate {display}"), e))?;
+        let r = f.commit(&self.vault, Durability::Lazy).map_err(|e| self.fail(&format!("truncate {display}"), e));
+        drop(f);
+        if st.opens.load(Ordering::SeqCst) == 0 {
+            self.open.lock().unwrap().remove(&ino);
+        }
+        r
+    }
+
+    /// Commits pending data of an inode before its times are set explicitly.
+    pub fn settle(&self, ino: u64) {
+        let st = self.open.lock().unwrap().get(&ino).cloned();
+        if let Some(st) = st {
+            let _ = self.commit(&st, Durability::Lazy);
+        }
+    }
+
+    /// access(2): Unix bits are the kernel's job (default_permissions); here the
+    /// cryptographic rights answer R_OK and W_OK for regular files.
+    pub fn access(&self, ino: u64, mask: i32) -> FsResult<()> {
+        if mask & (libc::R_OK | libc::W_OK) == 0 {
+            return Ok(());
+        }
+        let path = self.path_of(ino)?;
+        let m = std::fs::symlink_metadata(&path).map_err(Inner::io_err)?;
+        if !m.is_file() {
+            return Ok(());
+        }
+        if mask & libc::W_OK != 0 && self.vault.read_only {
+            return Err(libc::EROFS);
+        }
+        let st = self.open_state(ino, &path)?;
+        let f = st.file.lock().unwrap();
+        let ok = (mask & libc::R_OK == 0 || f.can_read(&self.vault)) && (mask & libc::W_OK == 0 || f.can_update(&self.vault));
+        drop(f);
+        if st.opens.load(Ordering::SeqCst) == 0 {
+            self.open.lock().unwrap().remove(&ino);
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(libc::EACCES)
+        }
+    }
+}

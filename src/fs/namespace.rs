@@ -1,0 +1,356 @@
+//! Names: lookup, create, mkdir, mknod, symlink, link, unlink, rmdir, rename,
+//! readlink and directory listings. Names are encrypted per directory; the
+//! backing tree mirrors the plaintext tree, so renames are backing renames.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use fuser::{FileAttr, FileType};
+
+use super::{FsResult, Inner};
+use crate::store::{is_internal_name, DIR_RECORD};
+use crate::vault::names::BackingName;
+
+impl Inner {
+    /// The dir id of a backing directory (cached by inode).
+    pub fn dir_id(&self, dir: &Path) -> FsResult<[u8; 16]> {
+        let m = fs::symlink_metadata(dir).map_err(Inner::io_err)?;
+        if !m.is_dir() {
+            return Err(libc::ENOTDIR);
+        }
+        if let Some(id) = self.dir_ids.lock().unwrap().get(&m.ino()) {
+            return Ok(*id);
+        }
+        let id = match self.vault.read_dir_record(dir) {
+            Ok(rec) => rec.dir_id,
+            Err(crate::Error::NotFound(_)) if dir_is_empty(dir) && !self.vault.read_only => {
+                // A crash between mkdir and writing the record: the dir is empty, so
+                // giving it a fresh id loses nothing.
+                self.vault.write_dir_record(dir).map_err(|e| self.fail("directory record", e))?
+            }
+            Err(e) => return Err(self.fail(&format!("directory {}", self.display(dir)), e)),
+        };
+        self.dir_ids.lock().unwrap().insert(m.ino(), id);
+        Ok(id)
+    }
+
+    /// Backing name of `name` inside the directory at `dir`.
+    pub fn backing_name(&self, dir: &Path, name: &OsStr) -> FsResult<BackingName> {
+        if name.len() > crate::vault::names::MAX_NAME {
+            return Err(libc::ENAMETOOLONG);
+        }
+        let id = self.dir_id(dir)?;
+        self.vault.encrypt_name(&id, name).map_err(|_| libc::EINVAL)
+    }
+
+    pub fn child_path(&self, parent: u64, name: &OsStr) -> FsResult<(PathBuf, BackingName)> {
+        let dir = self.path_of(parent)?;
+        let bn = self.backing_name(&dir, name)?;
+        Ok((dir.join(&bn.name), bn))
+    }
+
+    /// Stats `path` and registers it as inode of a kernel lookup.
+    pub fn entry(&self, path: &Path) -> FsResult<FileAttr> {
+        let m = fs::symlink_metadata(path).map_err(Inner::io_err)?;
+        let ino = self.inodes.lock().unwrap().ino_for(m.ino());
+        self.inodes.lock().unwrap().remember(ino, path);
+        Ok(self.attr_of(ino, &m))
+    }
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<FileAttr> {
+        let (path, _) = self.child_path(parent, name)?;
+        self.entry(&path)
+    }
+
+    pub fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
+        let path = self.path_of(ino)?;
+        let m = fs::symlink_metadata(&path).map_err(Inner::io_err)?;
+        Ok(self.attr_of(ino, &m))
+    }
+
+    /// Gives a new backing entry to the requesting user (the daemon may run as root).
+    pub fn chown_to(&self, path: &Path, uid: u32, gid: u32) {
+        if nix_geteuid() == 0 {
+            let _ = std::os::unix::fs::lchown(path, Some(uid), Some(gid));
+        }
+    }
+
+    fn check_writable(&self) -> FsResult<()> {
+        if self.vault.read_only {
+            Err(libc::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32, uid: u32, gid: u32) -> FsResult<FileAttr> {
+        self.check_writable()?;
+        let (path, bn) = self.child_path(parent, name)?;
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        self.vault.write_long_name(&dir, &bn).map_err(|e| self.fail("mkdir", e))?;
+        fs::create_dir(&path).map_err(Inner::io_err)?;
+        if let Err(e) = self.vault.write_dir_record(&path) {
+            let _ = fs::remove_dir(&path);
+            return Err(self.fail("mkdir", e));
+        }
+        set_mode(&path, mode);
+        self.chown_to(&path, uid, gid);
+        self.entry(&path)
+    }
+
+    pub fn mknod(&self, parent: u64, name: &OsStr, mode: u32, rdev: u32, uid: u32, gid: u32) -> FsResult<FileAttr> {
+        self.check_writable()?;
+        let fmt = mode & libc::S_IFMT;
+        if fmt == libc::S_IFREG {
+            let (attr, fh) = self.create(parent, name, mode, uid, gid, libc::O_RDWR)?;
+            let _ = self.release(fh);
+            return Ok(attr);
+        }
+        if fmt != libc::S_IFIFO && fmt != libc::S_IFSOCK {
+            // Device nodes inside an encrypted vault would bypass it entirely.
+            return Err(libc::EPERM);
+        }
+        let (path, bn) = self.child_path(parent, name)?;
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        self.vault.write_long_name(&dir, &bn).map_err(|e| self.fail("mknod", e))?;
+        super::sys::mknod(&path, mode, rdev as u64).map_err(Inner::io_err)?;
+        self.chown_to(&path, uid, gid);
+        self.entry(&path)
+    }
+
+    pub fn symlink(&self, parent: u64, name: &OsStr, target: &Path, uid: u32, gid: u32) -> FsResult<FileAttr> {
+        self.check_writable()?;
+        let (path, bn) = self.child_path(parent, name)?;
+        let enc = self.vault.encrypt_symlink(target.as_os_str()).map_err(|_| libc::ENAMETOOLONG)?;
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        self.vault.write_long_name(&dir, &bn).map_err(|e| self.fail("symlink", e))?;
+        std::os::unix::fs::symlink(&enc, &path).map_err(Inner::io_err)?;
+        self.chown_to(&path, uid, gid);
+        self.entry(&path)
+    }
+
+    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = self.path_of(ino)?;
+        let stored = fs::read_link(&path).map_err(Inner::io_err)?;
+        let plain = self
+            .vault
+            .decrypt_symlink(stored.as_os_str())
+            .map_err(|e| self.fail(&format!("symlink {}", self.display(&path)), e))?;
+        Ok(plain.as_bytes().to_vec())
+    }
+
+    pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> FsResult<FileAttr> {
+        self.check_writable()?;
+        let src = self.path_of(ino)?;
+        let (path, bn) = self.child_path(newparent, newname)?;
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        self.vault.write_long_name(&dir, &bn).map_err(|e| self.fail("link", e))?;
+        fs::hard_link(&src, &path).map_err(Inner::io_err)?;
+        self.entry(&path)
+    }
+
+    /// Marks the open state of a file whose last link is gone.
+    fn detach(&self, backing_ino: u64) {
+        let ino = self.inodes.lock().unwrap().ino_for(backing_ino);
+        let st = self.open.lock().unwrap().get(&ino).cloned();
+        if let Some(st) = st {
+            st.file.lock().unwrap().detached = true;
+        }
+    }
+
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let (path, bn) = self.child_path(parent, name)?;
+        let m = fs::symlink_metadata(&path).map_err(Inner::io_err)?;
+        if m.is_dir() {
+            return Err(libc::EISDIR);
+        }
+        // Read the file id before the name is gone.
+        let id = if m.is_file() && m.nlink() <= 1 { self.vault.read_file_id(&path).ok() } else { None };
+        fs::remove_file(&path).map_err(Inner::io_err)?;
+        if let Some(id) = id {
+            // Unlinked but open: keep serving it from memory and the open fd.
+            self.detach(m.ino());
+            self.vault.remove_file_meta(&id);
+        }
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        if bn.long.is_some() {
+            self.vault.remove_long_name(&dir, &bn.name);
+        }
+        self.inodes.lock().unwrap().unlink_path(&path);
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let (path, bn) = self.child_path(parent, name)?;
+        let m = fs::symlink_metadata(&path).map_err(Inner::io_err)?;
+        if !m.is_dir() {
+            return Err(libc::ENOTDIR);
+        }
+        if !dir_is_empty(&path) {
+            return Err(libc::ENOTEMPTY);
+        }
+        remove_internal_files(&path);
+        let record = path.join(DIR_RECORD);
+        let saved = fs::read(&record).ok();
+        let _ = fs::remove_file(&record);
+        if let Err(e) = fs::remove_dir(&path) {
+            // Someone created an entry meanwhile: put the record back.
+            if let Some(bytes) = saved {
+                let _ = fs::write(&record, bytes);
+            }
+            return Err(Inner::io_err(e));
+        }
+        self.dir_ids.lock().unwrap().remove(&m.ino());
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        if bn.long.is_some() {
+            self.vault.remove_long_name(&dir, &bn.name);
+        }
+        self.inodes.lock().unwrap().unlink_path(&path);
+        Ok(())
+    }
+
+    pub fn rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32) -> FsResult<()> {
+        self.check_writable()?;
+        let (from, from_bn) = self.child_path(parent, name)?;
+        let (to, to_bn) = self.child_path(newparent, newname)?;
+        let from_dir = from.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let to_dir = to.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let src_meta = fs::symlink_metadata(&from).map_err(Inner::io_err)?;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        // The entry about to be replaced, if it is the last link of a file.
+        let replaced = if exchange {
+            None
+        } else {
+            fs::symlink_metadata(&to).ok()
+        };
+        if let Some(m) = &replaced {
+            if m.ino() == src_meta.ino() {
+                return Ok(()); // same file: POSIX says do nothing
+            }
+            if m.is_dir() && !src_meta.is_dir() {
+                return Err(libc::EISDIR);
+            }
+            if !m.is_dir() && src_meta.is_dir() {
+                return Err(libc::ENOTDIR);
+            }
+            if m.is_dir() && !dir_is_empty(&to) {
+                return Err(libc::ENOTEMPTY);
+            }
+        }
+        let replaced_id = replaced
+            .as_ref()
+            .filter(|m| m.is_file() && m.nlink() <= 1)
+            .and_then(|_| self.vault.read_file_id(&to).ok());
+        self.vault.write_long_name(&to_dir, &to_bn).map_err(|e| self.fail("rename", e))?;
+        if exchange {
+            self.vault.write_long_name(&from_dir, &from_bn).map_err(|e| self.fail("rename", e))?;
+        }
+        if let Some(m) = &replaced {
+            if m.is_dir() {
+                // An empty target directory still holds its record; remove it first.
+                remove_internal_files(&to);
+                let _ = fs::remove_file(to.join(DIR_RECORD));
+            }
+        }
+        let result = if flags != 0 { super::sys::renameat2(&from, &to, flags) } else { fs::rename(&from, &to) };
+        if let Err(e) = result {
+            if let Some(m) = &replaced {
+                if m.is_dir() && to.exists() && !to.join(DIR_RECORD).exists() {
+                    let _ = self.vault.write_dir_record(&to);
+                }
+            }
+            return Err(Inner::io_err(e));
+        }
+        if let Some(m) = &replaced {
+            if m.is_file() {
+                if let Some(id) = replaced_id {
+                    self.detach(m.ino());
+                    self.vault.remove_file_meta(&id);
+                }
+            }
+            if m.is_dir() {
+                self.dir_ids.lock().unwrap().remove(&m.ino());
+            }
+        }
+        if !exchange && from_bn.long.is_some() && (from_dir != to_dir || from_bn.name != to_bn.name) {
+            self.vault.remove_long_name(&from_dir, &from_bn.name);
+        }
+        let mut inodes = self.inodes.lock().unwrap();
+        if exchange {
+            let tmp = from.with_extension("coffer-exchange-tmp");
+            inodes.rename(&from, &tmp);
+            inodes.rename(&to, &from);
+            inodes.rename(&tmp, &to);
+        } else {
+            inodes.unlink_path(&to);
+            inodes.rename(&from, &to);
+        }
+        Ok(())
+    }
+
+    /// A snapshot of a directory's entries, names decrypted.
+    pub fn list_dir(&self, ino: u64) -> FsResult<Vec<(u64, FileType, OsString)>> {
+        let dir = self.path_of(ino)?;
+        let id = self.dir_id(&dir)?;
+        let mut out = vec![(ino, FileType::Directory, OsString::from(".")), (ino, FileType::Directory, OsString::from(".."))];
+        let rd = fs::read_dir(&dir).map_err(Inner::io_err)?;
+        for entry in rd {
+            let entry = entry.map_err(Inner::io_err)?;
+            let backing = entry.file_name();
+            if is_internal_name(std::os::unix::ffi::OsStrExt::as_bytes(backing.as_os_str())) {
+                continue;
+            }
+            let name = match self.vault.decrypt_name(&dir, &id, &backing) {
+                Ok(n) => n,
+                Err(e) => {
+                    log::error!(
+                        "skipping entry {:?} in {}: {e} (added or renamed outside coffer?)",
+                        backing,
+                        self.display(&dir)
+                    );
+                    continue;
+                }
+            };
+            let Ok(m) = entry.metadata() else { continue };
+            let child = self.inodes.lock().unwrap().ino_for(m.ino());
+            out.push((child, super::attr::kind_of(&m), name));
+        }
+        Ok(out)
+    }
+}
+
+/// Empty as seen through the mount: nothing but coffer's own bookkeeping.
+fn dir_is_empty(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    match fs::read_dir(dir) {
+        Ok(rd) => rd.flatten().all(|e| is_internal_name(e.file_name().as_bytes())),
+        Err(_) => false,
+    }
+}
+
+/// Removes coffer's bookkeeping files from an empty directory before rmdir.
+fn remove_internal_files(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name() != DIR_RECORD {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777));
+}
+
+fn nix_geteuid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of /proc/self is the effective uid; avoids another unsafe call.
+    fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+}
