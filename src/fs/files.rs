@@ -164,8 +164,11 @@ impl Inner {
         if self.vault.read_only {
             return Err(libc::EROFS);
         }
-        let path = self.path_of(ino)?;
-        let st = self.open_state(ino, &path)?;
+        let open = self.open.lock().unwrap().get(&ino).cloned();
+        let st = match open {
+            Some(st) => st,
+            None => self.open_state(ino, &self.path_of(ino)?)?,
+        };
         let mut f = st.file.lock().unwrap();
         if !f.can_update(&self.vault) {
             return Err(libc::EACCES);

@@ -65,9 +65,16 @@ impl Inner {
     }
 
     pub fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
-        let path = self.path_of(ino)?;
-        let m = fs::symlink_metadata(&path).map_err(Inner::io_err)?;
-        Ok(self.attr_of(ino, &m))
+        let stat = self.path_of(ino).and_then(|p| fs::symlink_metadata(&p).map_err(Inner::io_err));
+        match stat {
+            Ok(m) => Ok(self.attr_of(ino, &m)),
+            Err(e) => {
+                // Unlinked but still open: answer from the open content file.
+                let st = self.open.lock().unwrap().get(&ino).cloned().ok_or(e)?;
+                let m = st.file.lock().unwrap().data_file().metadata().map_err(Inner::io_err)?;
+                Ok(self.attr_of(ino, &m))
+            }
+        }
     }
 
     /// Gives a new backing entry to the requesting user (the daemon may run as root).
