@@ -29,6 +29,9 @@ pub struct AccessState {
     pub readers: BTreeMap<MemberId, GrantInfo>,
     pub updaters: BTreeMap<MemberId, GrantInfo>,
     pub epoch: u32,
+    /// Per member whose update right was revoked: the content version the
+    /// revocation vouched for (see `AccessChange::Revoke`).
+    pub pinned: BTreeMap<MemberId, [u8; 32]>,
     /// Hash of the newest entry and its sequence number.
     pub head: [u8; 32],
     pub seq: u64,
@@ -41,6 +44,12 @@ impl AccessState {
 
     pub fn can_update(&self, m: &MemberId) -> bool {
         self.updaters.contains_key(m)
+    }
+
+    /// Whether content signed by `writer` with manifest hash `manifest` is valid:
+    /// the writer holds update now, or a revocation vouched for exactly this version.
+    pub fn accepts_content(&self, writer: &MemberId, manifest: &[u8; 32]) -> bool {
+        self.can_update(writer) || self.pinned.get(writer) == Some(manifest)
     }
 
     pub fn reader_ids(&self) -> BTreeSet<MemberId> {
@@ -83,6 +92,7 @@ pub fn replay(file_id: &[u8; 16], entries: &[Signed<AccessEntry>], keys: &dyn Ke
                     readers: BTreeMap::new(),
                     updaters: BTreeMap::new(),
                     epoch: 0,
+                    pinned: BTreeMap::new(),
                     head: [0; 32],
                     seq: 0,
                 };
@@ -112,11 +122,13 @@ pub fn replay(file_id: &[u8; 16], entries: &[Signed<AccessEntry>], keys: &dyn Ke
                     s.updaters.entry(*member).or_insert_with(|| info.clone());
                 }
             }
-            (Some(s), AccessChange::Revoke { member, right }) => {
+            (Some(s), AccessChange::Revoke { member, right, content_pin }) => {
                 if !(s.can_update(&entry.actor) || entry.actor == *member) {
                     return Err(fail(i, format!("{} revoked {member} without the update right", entry.actor)));
                 }
-                s.updaters.remove(member);
+                if s.updaters.remove(member).is_some() {
+                    s.pinned.insert(*member, *content_pin);
+                }
                 if *right == Right::Read {
                     s.readers.remove(member);
                 }
@@ -208,7 +220,7 @@ mod tests {
         assert!(matches!(replay(&[1; 16], &bad, &keys), Err(Error::Integrity { .. })));
         // Nor revoke others or rotate.
         let mut bad = chain.clone();
-        bad.push(next_entry(&s, &b, AccessChange::Revoke { member: a.member_id(), right: Right::Read }));
+        bad.push(next_entry(&s, &b, AccessChange::Revoke { member: a.member_id(), right: Right::Read, content_pin: [0; 32] }));
         assert!(replay(&[1; 16], &bad, &keys).is_err());
         let mut bad = chain.clone();
         bad.push(next_entry(&s, &b, AccessChange::Rotate { epoch: 1 }));
@@ -238,10 +250,10 @@ mod tests {
         let s = replay(&[1; 16], &chain, &keys).unwrap();
         chain.push(next_entry(&s, &a, AccessChange::Grant { member: b.member_id(), right: Right::Update }));
         let s = replay(&[1; 16], &chain, &keys).unwrap();
-        chain.push(next_entry(&s, &b, AccessChange::Revoke { member: a.member_id(), right: Right::Read }));
+        chain.push(next_entry(&s, &b, AccessChange::Revoke { member: a.member_id(), right: Right::Read, content_pin: [0; 32] }));
         let s = replay(&[1; 16], &chain, &keys).unwrap();
         assert!(!s.can_read(&a.member_id()));
-        chain.push(next_entry(&s, &b, AccessChange::Revoke { member: b.member_id(), right: Right::Update }));
+        chain.push(next_entry(&s, &b, AccessChange::Revoke { member: b.member_id(), right: Right::Update, content_pin: [0; 32] }));
         let s = replay(&[1; 16], &chain, &keys).unwrap();
         assert!(s.can_read(&b.member_id()) && !s.can_update(&b.member_id()));
     }

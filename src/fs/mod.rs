@@ -71,8 +71,28 @@ impl Inner {
         self.inodes.lock().unwrap().path(ino).ok_or(libc::ENOENT)
     }
 
+    /// The plaintext path of a backing path, for log lines and messages
+    /// (falls back to the backing name where a component cannot be decrypted).
     pub fn display(&self, backing: &Path) -> String {
-        self.vault.tree_relative(backing).display().to_string()
+        let rel = self.vault.tree_relative(backing);
+        let mut dir = self.vault.paths.tree();
+        let mut out = String::new();
+        for comp in rel.components() {
+            let name = comp.as_os_str();
+            let plain = self
+                .dir_id(&dir)
+                .ok()
+                .and_then(|id| self.vault.decrypt_name(&dir, &id, name).ok())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("<{}>", name.to_string_lossy()));
+            out.push('/');
+            out.push_str(&plain);
+            dir.push(name);
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        out
     }
 
     /// Maps a library error to errno, logging integrity failures with the path.

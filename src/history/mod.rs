@@ -25,7 +25,7 @@ pub fn verify_manifest(
     if &m.file_id != file_id {
         return Err(Error::integrity("manifest belongs to another file (swapped sidecar?)"));
     }
-    if !access.can_update(&m.writer) {
+    if !access.accepts_content(&m.writer, &signed.hash()) {
         return Err(Error::integrity(format!(
             "content signed by {}, who does not hold the update right",
             m.writer

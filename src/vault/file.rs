@@ -26,46 +26,46 @@ pub const DIRTY_LIMIT: usize = 16 << 20;
 
 /// What identifies a sidecar version on disk, to notice another mount's commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
+pub(super) struct Stamp {
     ino: u64,
     mtime_ns: i64,
     len: u64,
 }
 
-fn stamp_of(path: &Path) -> Option<Stamp> {
+pub(super) fn stamp_of(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some(Stamp { ino: m.ino(), mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(), len: m.len() })
 }
 
 /// Committed state: what the sidecar on disk says, verified.
-struct Committed {
-    sidecar: Sidecar,
-    manifest: Manifest,
-    access: AccessState,
-    stamp: Option<Stamp>,
+pub(super) struct Committed {
+    pub(super) sidecar: Sidecar,
+    pub(super) manifest: Manifest,
+    pub(super) access: AccessState,
+    pub(super) stamp: Option<Stamp>,
 }
 
 pub struct OpenFile {
     pub file_id: [u8; 16],
-    layout: Layout,
-    data: File,
-    data_path: PathBuf,
-    writable: bool,
-    committed: Committed,
-    keys: HashMap<u32, SecretKey>,
+    pub(super) layout: Layout,
+    pub(super) data: File,
+    pub(super) data_path: PathBuf,
+    pub(super) writable: bool,
+    pub(super) committed: Committed,
+    pub(super) keys: HashMap<u32, SecretKey>,
     /// Working chunk list (committed entries plus placeholders for dirty ones).
-    chunks: Vec<Option<ChunkRef>>,
-    size: u64,
-    dirty: BTreeMap<u64, Vec<u8>>,
-    dirty_bytes: usize,
+    pub(super) chunks: Vec<Option<ChunkRef>>,
+    pub(super) size: u64,
+    pub(super) dirty: BTreeMap<u64, Vec<u8>>,
+    pub(super) dirty_bytes: usize,
     /// Size set by truncate since the last commit (wins over a merge).
-    truncated_to: Option<u64>,
+    pub(super) truncated_to: Option<u64>,
     /// Chunks from a journal of an interrupted commit (read-only mounts).
-    journal_overlay: HashMap<u64, Vec<u8>>,
+    pub(super) journal_overlay: HashMap<u64, Vec<u8>>,
     /// Unlinked while open: keep working in memory, write no sidecar.
     pub detached: bool,
     /// The next commit must sign a new manifest even without content changes.
-    force_commit: bool,
+    pub(super) force_commit: bool,
     /// Name for log lines (backing path relative to the tree).
     pub display: String,
 }
@@ -169,7 +169,7 @@ impl OpenFile {
             .ok_or_else(|| Error::integrity(format!("{}: chunk {idx} fails authentication", self.display)))
     }
 
-    fn require_update(&self, vault: &Vault) -> Result<()> {
+    pub(super) fn require_update(&self, vault: &Vault) -> Result<()> {
         if !self.writable || vault.read_only {
             return Err(Error::AccessDenied(format!("{}: opened read-only", self.display)));
         }
@@ -180,7 +180,7 @@ impl OpenFile {
     }
 
     /// Makes chunk `idx` dirty (loading it first) and returns its buffer.
-    fn dirty_chunk(&mut self, idx: u64, load: bool) -> Result<&mut Vec<u8>> {
+    pub(super) fn dirty_chunk(&mut self, idx: u64, load: bool) -> Result<&mut Vec<u8>> {
         if !self.dirty.contains_key(&idx) {
             let plain = if load { self.load_committed_chunk(idx)? } else { Vec::new() };
             self.dirty_bytes += self.layout.chunk_size() as usize;
@@ -352,6 +352,7 @@ impl OpenFile {
         let mut sidecar = self.committed.sidecar.clone();
         sidecar.manifest = manifest;
         sidecar.chunks = self.chunks.clone();
+        super::share::prune_epochs(&mut sidecar, epoch);
         // The commit point.
         if !self.detached {
             self.write_sidecar(vault, &sidecar, durability)?;
@@ -380,14 +381,14 @@ impl OpenFile {
         Ok(())
     }
 
-    fn write_sidecar(&self, vault: &Vault, sidecar: &Sidecar, durability: Durability) -> Result<()> {
+    pub(super) fn write_sidecar(&self, vault: &Vault, sidecar: &Sidecar, durability: Durability) -> Result<()> {
         let path = vault.paths.sidecar(&self.file_id);
         atomic_write(&path, &format::encode_file(format::SIDECAR, sidecar), durability)
     }
 
     /// If another mount committed since we loaded, adopt its version as the base
     /// and re-apply our dirty chunks on top (one writer's version per chunk).
-    fn merge_concurrent_commit(&mut self, vault: &Vault) -> Result<()> {
+    pub(super) fn merge_concurrent_commit(&mut self, vault: &Vault) -> Result<()> {
         let path = vault.paths.sidecar(&self.file_id);
         let now = stamp_of(&path);
         if now == self.committed.stamp {
@@ -424,7 +425,7 @@ impl OpenFile {
         Ok(())
     }
 
-    fn unlock_keys(&mut self, vault: &Vault) -> Result<()> {
+    pub(super) fn unlock_keys(&mut self, vault: &Vault) -> Result<()> {
         self.keys = unwrap_keys(vault, &self.committed)?;
         Ok(())
     }
@@ -491,41 +492,6 @@ impl OpenFile {
         }
         Ok(())
     }
-
-    /// Rotates to a fresh key epoch and re-encrypts every chunk under it.
-    pub fn rotate(&mut self, vault: &Vault) -> Result<()> {
-        self.require_update(vault)?;
-        let entry = access::next_entry(
-            &self.committed.access,
-            &vault.me,
-            AccessChange::Rotate { epoch: self.committed.access.epoch + 1 },
-        );
-        let mut sidecar = self.committed.sidecar.clone();
-        sidecar.access.push(entry);
-        let state = access::replay(&self.file_id, &sidecar.access, vault)?;
-        let key = SecretKey::generate();
-        let mut wraps = Vec::new();
-        for reader in state.readers.keys() {
-            let rec = vault
-                .member(reader)
-                .ok_or_else(|| Error::integrity(format!("reader {reader} is not a vault member")))?;
-            wraps.push(wrap::wrap(&key, &rec.public, &self.file_id, state.epoch)?);
-        }
-        // Load every chunk before the epoch moves, then mark all dirty.
-        for idx in 0..self.layout.chunk_count(self.size) {
-            if self.chunks[idx as usize].is_some() {
-                self.dirty_chunk(idx, true)?;
-            }
-        }
-        sidecar.keys.push(EpochKeys { epoch: state.epoch, wraps, earlier: None });
-        self.keys.insert(state.epoch, key);
-        self.committed.access = state;
-        self.committed.sidecar.access = sidecar.access;
-        self.committed.sidecar.keys = sidecar.keys;
-        // Commit even without content, so the new epoch is signed.
-        self.force_commit = true;
-        self.commit(vault, Durability::Sync)
-    }
 }
 
 fn read_full_at(f: &File, buf: &mut [u8], mut offset: u64) -> std::io::Result<usize> {
@@ -544,7 +510,7 @@ fn read_full_at(f: &File, buf: &mut [u8], mut offset: u64) -> std::io::Result<us
     Ok(done)
 }
 
-fn load_committed(vault: &Vault, file_id: &[u8; 16], display: &str) -> Result<Committed> {
+pub(super) fn load_committed(vault: &Vault, file_id: &[u8; 16], display: &str) -> Result<Committed> {
     let path = vault.paths.sidecar(file_id);
     let stamp = stamp_of(&path);
     let bytes = read_limited(&path, format::SIDECAR.max_len + 4, "file sidecar").map_err(|e| match e {
@@ -564,7 +530,7 @@ fn load_committed(vault: &Vault, file_id: &[u8; 16], display: &str) -> Result<Co
 }
 
 /// Unwraps every epoch key we can; checks each against the manifest's commitment.
-fn unwrap_keys(vault: &Vault, c: &Committed) -> Result<HashMap<u32, SecretKey>> {
+pub(super) fn unwrap_keys(vault: &Vault, c: &Committed) -> Result<HashMap<u32, SecretKey>> {
     let mut keys = HashMap::new();
     if !c.access.can_read(&vault.me.member_id()) {
         return Ok(keys);
@@ -577,6 +543,12 @@ fn unwrap_keys(vault: &Vault, c: &Committed) -> Result<HashMap<u32, SecretKey>> 
             .and_then(|w| wrap::unwrap(w, &vault.me, &c.sidecar.file_id, ek.epoch))
         {
             history::check_key_commitment(&c.manifest, ek.epoch, &k)?;
+            if let Some(sealed) = &ek.earlier {
+                for (epoch, older) in super::share::open_earlier(&k, &c.sidecar.file_id, ek.epoch, sealed)? {
+                    history::check_key_commitment(&c.manifest, epoch, &older)?;
+                    keys.entry(epoch).or_insert(older);
+                }
+            }
             keys.insert(ek.epoch, k);
         }
     }

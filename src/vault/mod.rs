@@ -4,6 +4,7 @@
 pub mod file;
 pub mod names;
 pub mod pin;
+pub mod share;
 
 use std::collections::HashMap;
 use std::fs;
