@@ -563,6 +563,16 @@ impl Vault {
         }
         let file_id: [u8; 16] = crate::crypto::random_bytes();
         let me = self.me.member_id();
+        // Files start with the grants their directory names (sharing a folder
+        // shares what is put in it); members no longer in the vault are skipped.
+        let defaults = backing.parent().and_then(|d| self.dir_defaults(d));
+        let known = |ids: &[crate::crypto::MemberId]| -> Vec<crate::crypto::MemberId> {
+            ids.iter().filter(|m| **m != me && self.member(m).is_some()).copied().collect()
+        };
+        let (readers, updaters) = match &defaults {
+            Some(d) => (known(&d.readers), known(&d.updaters)),
+            None => (vec![], vec![]),
+        };
         let create = Signed::sign(
             &format::AccessEntry {
                 file_id,
@@ -570,14 +580,20 @@ impl Vault {
                 prev: [0; 32],
                 actor: me,
                 time_unix: super::now_unix(),
-                change: AccessChange::Create { readers: vec![], updaters: vec![] },
+                change: AccessChange::Create { readers, updaters },
             },
             &self.me,
         );
         let access_list = vec![create];
         let access = access::replay(&file_id, &access_list, self)?;
         let key = SecretKey::generate();
-        let wraps = vec![wrap::wrap(&key, self.me.public(), &file_id, 0)?];
+        let mut wraps = Vec::new();
+        for reader in access.readers.keys() {
+            let rec = self
+                .member(reader)
+                .ok_or_else(|| Error::BadInput(format!("reader {reader} is not a vault member")))?;
+            wraps.push(wrap::wrap(&key, &rec.public, &file_id, 0)?);
+        }
         let manifest = history::next_manifest(
             &self.me,
             None,

@@ -4,6 +4,7 @@
 pub mod file;
 pub mod names;
 pub mod pin;
+pub mod resolve;
 pub mod share;
 
 use std::collections::HashMap;
@@ -246,6 +247,43 @@ impl Vault {
         let rec: DirRecord = format::decode_file(format::DIR, &bytes)?;
         format::check_version(rec.format_version)?;
         Ok(rec)
+    }
+
+    /// The verified default grants of a directory, if any. Defaults signed by
+    /// someone who is not a member are ignored (and logged).
+    pub fn dir_defaults(&self, dir: &Path) -> Option<format::DirDefaults> {
+        let rec = self.read_dir_record(dir).ok()?;
+        let signed = rec.defaults?;
+        let key = self.ed25519_of(&signed.signer)?;
+        match signed.verify(&key) {
+            Ok(d) if d.dir_id == rec.dir_id => Some(d),
+            Ok(_) => {
+                log::error!("ignoring directory defaults of {}: they belong to another directory", dir.display());
+                None
+            }
+            Err(e) => {
+                log::error!("ignoring directory defaults of {}: {e}", dir.display());
+                None
+            }
+        }
+    }
+
+    /// Changes a directory's default grants (signed by the acting member).
+    pub fn update_dir_defaults(&self, dir: &Path, change: impl FnOnce(&mut format::DirDefaults)) -> Result<()> {
+        if self.read_only {
+            return Err(Error::AccessDenied("vault is opened read-only".into()));
+        }
+        let mut rec = self.read_dir_record(dir)?;
+        let mut d = self
+            .dir_defaults(dir)
+            .unwrap_or(format::DirDefaults { dir_id: rec.dir_id, readers: vec![], updaters: vec![] });
+        change(&mut d);
+        d.readers.sort();
+        d.readers.dedup();
+        d.updaters.sort();
+        d.updaters.dedup();
+        rec.defaults = if d.readers.is_empty() && d.updaters.is_empty() { None } else { Some(Signed::sign(&d, &self.me)) };
+        atomic_write(&dir.join(DIR_RECORD), &format::encode_file(format::DIR, &rec), Durability::Sync)
     }
 
     /// Path of a backing entry inside the tree, for messages.
