@@ -134,6 +134,9 @@ impl Inner {
                 }
             }
         }
+        if let Err(e) = self.vault.seen.save() {
+            log::warn!("could not save this machine's vault state: {e}");
+        }
     }
 }
 

@@ -372,6 +372,17 @@ impl OpenFile {
             let _ = std::fs::remove_file(&journal_path);
         }
         let manifest = sidecar.manifest.decode_unverified()?;
+        if !self.detached {
+            vault.seen.observe(
+                &self.file_id,
+                super::seen::SeenFile {
+                    version: manifest.version,
+                    manifest_hash: sidecar.manifest.hash(),
+                    access_len: sidecar.access.len() as u64,
+                },
+                &self.display,
+            )?;
+        }
         self.committed.manifest = manifest;
         self.committed.sidecar = sidecar;
         self.committed.stamp = stamp_of(&vault.paths.sidecar(&self.file_id));
@@ -526,6 +537,15 @@ pub(super) fn load_committed(vault: &Vault, file_id: &[u8; 16], display: &str) -
     let access = access::replay(file_id, &sidecar.access, vault).map_err(|e| Error::integrity(format!("{display}: {e}")))?;
     let manifest = history::verify_manifest(file_id, &sidecar.manifest, &sidecar.chunks, &access, vault)
         .map_err(|e| Error::integrity(format!("{display}: {e}")))?;
+    vault.seen.observe(
+        file_id,
+        super::seen::SeenFile {
+            version: manifest.version,
+            manifest_hash: sidecar.manifest.hash(),
+            access_len: sidecar.access.len() as u64,
+        },
+        display,
+    )?;
     Ok(Committed { sidecar, manifest, access, stamp })
 }
 
@@ -716,6 +736,7 @@ impl Vault {
 
     /// Deletes the sidecar and journal of a file whose last link is gone.
     pub fn remove_file_meta(&self, file_id: &[u8; 16]) {
+        self.seen.forget(file_id);
         let _ = std::fs::remove_file(self.paths.sidecar(file_id));
         let _ = std::fs::remove_file(self.paths.journal(file_id));
     }

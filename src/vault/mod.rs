@@ -5,6 +5,7 @@ pub mod file;
 pub mod names;
 pub mod pin;
 pub mod resolve;
+pub mod seen;
 pub mod share;
 
 use std::collections::HashMap;
@@ -39,6 +40,8 @@ pub struct Vault {
     members: RwLock<HashMap<MemberId, MemberRecord>>,
     names: NameCipher,
     pub read_only: bool,
+    /// What this machine has seen of each file (rollback and fork detection).
+    pub seen: seen::SeenState,
 }
 
 impl KeyLookup for Vault {
@@ -49,6 +52,14 @@ impl KeyLookup for Vault {
         // A member added since we loaded: reload once.
         let _ = self.reload_members();
         self.members.read().unwrap().get(id).map(|m| m.public.ed25519)
+    }
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        if let Err(e) = self.seen.save() {
+            log::warn!("could not save this machine's vault state: {e}");
+        }
     }
 }
 
@@ -84,6 +95,7 @@ impl Vault {
             me: admin,
             members: RwLock::new(HashMap::new()),
             read_only: false,
+            seen: seen::SeenState::load(&config.vault_id)?,
         };
         vault.write_member(admin_name, vault.me.public(), true, &name_key)?;
         vault.write_dir_record(&vault.paths.tree())?;
@@ -117,6 +129,7 @@ impl Vault {
         if record.public != *me.public() {
             return Err(Error::integrity("member record does not match this identity's public key"));
         }
+        let seen = seen::SeenState::load(&config.vault_id)?;
         let name_key = wrap::unwrap(&record.name_key, &me, &config.vault_id, 0)
             .ok_or_else(|| Error::integrity("cannot unwrap the vault name key from this member's record"))?;
         let vault = Vault {
@@ -126,6 +139,7 @@ impl Vault {
             me,
             members: RwLock::new(HashMap::new()),
             read_only,
+            seen,
         };
         vault.reload_members()?;
         Ok(vault)

@@ -113,6 +113,17 @@ impl OpenFile {
         if !self.detached {
             self.write_sidecar(vault, &sidecar, Durability::Sync)?;
         }
+        if !self.detached {
+            vault.seen.observe(
+                &self.file_id,
+                super::seen::SeenFile {
+                    version: self.committed.manifest.version,
+                    manifest_hash: sidecar.manifest.hash(),
+                    access_len: sidecar.access.len() as u64,
+                },
+                &self.display,
+            )?;
+        }
         self.committed.sidecar = sidecar;
         self.committed.access = state.clone();
         self.committed.stamp = stamp_of(&vault.paths.sidecar(&self.file_id));

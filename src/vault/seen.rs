@@ -1,0 +1,120 @@
+//! What this machine has seen of each file (client state, trusted): the newest
+//! content version and access-list length per file. It only moves forward; a
+//! file that comes back older is a rollback, and the same version with other
+//! contents is a fork. Kept at `$XDG_STATE_HOME/coffer/vaults/<vault id>.seen`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::{atomic_write, Durability};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenFile {
+    pub version: u64,
+    pub manifest_hash: [u8; 32],
+    pub access_len: u64,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct SeenOnDisk {
+    format_version: u16,
+    files: Vec<([u8; 16], SeenFile)>,
+}
+
+pub struct SeenState {
+    path: PathBuf,
+    files: Mutex<HashMap<[u8; 16], SeenFile>>,
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+const MAX_STATE: usize = 256 << 20;
+
+impl SeenState {
+    pub fn load(vault_id: &[u8; 16]) -> Result<SeenState> {
+        let path = super::pin::state_dir().join("vaults").join(format!("{}.seen", crate::crypto::hex(vault_id)));
+        let files = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let d: SeenOnDisk = crate::format::from_bytes("client state", MAX_STATE, &bytes).map_err(|e| {
+                    Error::Other(format!("this machine's state file {} is unreadable: {e}", path.display()))
+                })?;
+                d.files.into_iter().collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        Ok(SeenState { path, files: Mutex::new(files), dirty: false.into() })
+    }
+
+    /// Checks a verified file state against what was seen, then records it.
+    pub fn observe(&self, file_id: &[u8; 16], now: SeenFile, display: &str) -> Result<()> {
+        let mut files = self.files.lock().unwrap();
+        if let Some(seen) = files.get(file_id) {
+            if now.version < seen.version {
+                return Err(Error::integrity(format!(
+                    "{display}: rolled back from content version {} (seen by this machine) to {}",
+                    seen.version, now.version
+                )));
+            }
+            if now.version == seen.version && now.manifest_hash != seen.manifest_hash {
+                return Err(Error::integrity(format!(
+                    "{display}: forked: two different signed versions {} exist (another copy of the vault \
+                     was changed apart from this one)",
+                    now.version
+                )));
+            }
+            if now.access_len < seen.access_len {
+                return Err(Error::integrity(format!(
+                    "{display}: access list rolled back from {} entries (seen) to {}",
+                    seen.access_len, now.access_len
+                )));
+            }
+            if *seen == now {
+                return Ok(());
+            }
+        }
+        files.insert(*file_id, now);
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Forgets a file this machine deleted.
+    pub fn forget(&self, file_id: &[u8; 16]) {
+        if self.files.lock().unwrap().remove(file_id).is_some() {
+            self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, file_id: &[u8; 16]) -> Option<SeenFile> {
+        self.files.lock().unwrap().get(file_id).copied()
+    }
+
+    /// Writes the state if it changed.
+    pub fn save(&self) -> Result<()> {
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        // Another process (a mount, a CLI command) may have saved meanwhile: keep
+        // the newer of both views per file, so the state never moves backwards.
+        let mut merged = self.files.lock().unwrap().clone();
+        if let Ok(bytes) = std::fs::read(&self.path) {
+            if let Ok(d) = crate::format::from_bytes::<SeenOnDisk>("client state", MAX_STATE, &bytes) {
+                for (id, theirs) in d.files {
+                    let e = merged.entry(id).or_insert(theirs);
+                    if (theirs.version, theirs.access_len) > (e.version, e.access_len) {
+                        *e = theirs;
+                    }
+                }
+            }
+        }
+        let files: Vec<_> = merged.into_iter().collect();
+        let bytes = crate::format::to_bytes(&SeenOnDisk { format_version: crate::format::FORMAT_VERSION, files });
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        atomic_write(&self.path, &bytes, Durability::Sync)
+    }
+}
