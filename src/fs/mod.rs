@@ -134,9 +134,7 @@ impl Inner {
                 }
             }
         }
-        if let Err(e) = self.vault.seen.save() {
-            log::warn!("could not save this machine's vault state: {e}");
-        }
+        self.vault.save_state();
     }
 }
 

@@ -1,6 +1,8 @@
 //! Content versions: building and checking the signed manifest of a file, and the
 //! version chain that links each manifest to the one before it.
 
+pub mod log;
+
 use crate::access::{AccessState, KeyLookup};
 use crate::crypto::{Identity, SecretKey};
 use crate::error::{Error, Result};

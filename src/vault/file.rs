@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::format::data::{DataHeader, Layout};
 use crate::format::{self, AccessChange, ChunkRef, EpochKeys, Journal, Manifest, Sidecar, Signed, FORMAT_VERSION};
 use crate::history;
+use crate::history::log::Event;
 use crate::store::lock::FileLock;
 use crate::store::{atomic_write, read_limited, Durability};
 
@@ -373,6 +374,12 @@ impl OpenFile {
         }
         let manifest = sidecar.manifest.decode_unverified()?;
         if !self.detached {
+            vault.record(Event::ContentVersion {
+                file_id: self.file_id,
+                version: manifest.version,
+                manifest_hash: sidecar.manifest.hash(),
+                size: manifest.size,
+            })?;
             vault.seen.observe(
                 &self.file_id,
                 super::seen::SeenFile {
@@ -638,6 +645,7 @@ impl Vault {
         if let Some(dir) = sidecar_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
+        self.record(Event::FileCreated { file_id })?;
         // Sidecar first: a crash leaves at worst an orphan sidecar, never a file without one.
         atomic_write(&sidecar_path, &format::encode_file(format::SIDECAR, &sidecar), Durability::Lazy)?;
         let data = OpenOptions::new()
@@ -736,6 +744,9 @@ impl Vault {
 
     /// Deletes the sidecar and journal of a file whose last link is gone.
     pub fn remove_file_meta(&self, file_id: &[u8; 16]) {
+        if let Err(e) = self.record(Event::FileDeleted { file_id: *file_id }) {
+            log::warn!("could not record a deletion in the history log: {e}");
+        }
         self.seen.forget(file_id);
         let _ = std::fs::remove_file(self.paths.sidecar(file_id));
         let _ = std::fs::remove_file(self.paths.journal(file_id));

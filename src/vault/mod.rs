@@ -42,6 +42,8 @@ pub struct Vault {
     pub read_only: bool,
     /// What this machine has seen of each file (rollback and fork detection).
     pub seen: seen::SeenState,
+    /// This member's signed history log.
+    log: std::sync::Mutex<crate::history::log::LogWriter>,
 }
 
 impl KeyLookup for Vault {
@@ -57,9 +59,7 @@ impl KeyLookup for Vault {
 
 impl Drop for Vault {
     fn drop(&mut self) {
-        if let Err(e) = self.seen.save() {
-            log::warn!("could not save this machine's vault state: {e}");
-        }
+        self.save_state();
     }
 }
 
@@ -85,6 +85,7 @@ impl Vault {
             chunk_log2: DEFAULT_CHUNK_LOG2,
         };
         let name_key = SecretKey::generate();
+        let admin_id = admin.member_id();
         for d in [paths.root.clone(), paths.members(), paths.meta(), paths.tree(), paths.log()] {
             fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
@@ -96,6 +97,11 @@ impl Vault {
             members: RwLock::new(HashMap::new()),
             read_only: false,
             seen: seen::SeenState::load(&config.vault_id)?,
+            log: std::sync::Mutex::new(crate::history::log::LogWriter::new(
+                root.join(crate::store::LOG_DIR),
+                config.vault_id,
+                admin_id,
+            )),
         };
         vault.write_member(admin_name, vault.me.public(), true, &name_key)?;
         vault.write_dir_record(&vault.paths.tree())?;
@@ -130,6 +136,7 @@ impl Vault {
             return Err(Error::integrity("member record does not match this identity's public key"));
         }
         let seen = seen::SeenState::load(&config.vault_id)?;
+        let (paths_log, config_id, me_id) = (paths.log(), config.vault_id, me.member_id());
         let name_key = wrap::unwrap(&record.name_key, &me, &config.vault_id, 0)
             .ok_or_else(|| Error::integrity("cannot unwrap the vault name key from this member's record"))?;
         let vault = Vault {
@@ -140,9 +147,30 @@ impl Vault {
             members: RwLock::new(HashMap::new()),
             read_only,
             seen,
+            log: std::sync::Mutex::new(crate::history::log::LogWriter::new(paths_log, config_id, me_id)),
         };
         vault.reload_members()?;
         Ok(vault)
+    }
+
+    /// Appends an event to this member's signed log (nothing on read-only opens).
+    pub fn record(&self, event: crate::history::log::Event) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.log.lock().unwrap().append(&self.me, event)
+    }
+
+    /// Saves this machine's state and checkpoints the log (periodically and at exit).
+    pub fn save_state(&self) {
+        if let Err(e) = self.seen.save() {
+            log::warn!("could not save this machine's vault state: {e}");
+        }
+        if !self.read_only {
+            if let Err(e) = self.log.lock().unwrap().checkpoint(&self.me) {
+                log::warn!("could not checkpoint the history log: {e}");
+            }
+        }
     }
 
     pub fn is_admin(&self) -> bool {
@@ -217,6 +245,7 @@ impl Vault {
             .ok_or_else(|| Error::integrity("cannot unwrap the vault name key"))?;
         let record = self.write_member(name, public, false, &name_key)?;
         self.reload_members()?;
+        self.record(crate::history::log::Event::MemberAdded { member: public.member_id(), name: name.to_string() })?;
         Ok(record)
     }
 

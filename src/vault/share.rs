@@ -103,8 +103,11 @@ impl OpenFile {
     fn append_access(&mut self, vault: &Vault, changes: Vec<AccessChange>, new_keys: Option<EpochKeys>) -> Result<AccessState> {
         let mut sidecar = self.committed.sidecar.clone();
         let mut state = self.committed.access.clone();
+        let mut events = Vec::new();
         for change in changes {
-            sidecar.access.push(access::next_entry(&state, &vault.me, change));
+            let entry = access::next_entry(&state, &vault.me, change.clone());
+            events.push(crate::history::log::Event::AccessChanged { file_id: self.file_id, entry_hash: entry.hash(), change });
+            sidecar.access.push(entry);
             state = access::replay(&self.file_id, &sidecar.access, vault)?;
         }
         if let Some(k) = new_keys {
@@ -112,6 +115,9 @@ impl OpenFile {
         }
         if !self.detached {
             self.write_sidecar(vault, &sidecar, Durability::Sync)?;
+            for e in events {
+                vault.record(e)?;
+            }
         }
         if !self.detached {
             vault.seen.observe(
