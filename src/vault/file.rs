@@ -699,12 +699,23 @@ impl Vault {
     /// Opens an existing encrypted file. Fails with AccessDenied if we cannot
     /// read it, Integrity if anything fails verification.
     pub fn open_file(&self, backing: &Path, display: String) -> Result<OpenFile> {
-        let writable = !self.read_only;
-        let data = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(backing)
-            .map_err(|e| Error::io(backing, e))?;
+        self.open_file_mode(backing, display, !self.read_only)
+    }
+
+    /// Opens without writing anything back (no journal roll-forward, no trimming).
+    pub fn open_file_readonly(&self, backing: &Path, display: String) -> Result<OpenFile> {
+        self.open_file_mode(backing, display, false)
+    }
+
+    fn open_file_mode(&self, backing: &Path, display: String, writable: bool) -> Result<OpenFile> {
+        let opened = OpenOptions::new().read(true).write(writable).open(backing);
+        let (data, writable) = match opened {
+            // A daemon that is not root cannot write a 0444 file: serve it read-only.
+            Err(e) if writable && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                (File::open(backing).map_err(|e| Error::io(backing, e))?, false)
+            }
+            other => (other.map_err(|e| Error::io(backing, e))?, writable),
+        };
         let mut h = [0u8; format::data::HEADER_LEN as usize];
         let n = read_full_at(&data, &mut h, 0).map_err(|e| Error::io(backing, e))?;
         let header = DataHeader::decode(&h[..n]).map_err(|e| Error::integrity(format!("{display}: {e}")))?;
@@ -732,7 +743,7 @@ impl Vault {
             display,
         };
         f.recover_journal(self)?;
-        if writable && f.can_update(self) {
+        if f.writable && !self.read_only && f.can_update(self) {
             // Trim chunks appended by a commit that never reached its commit point.
             let want = f.layout.stored_len(f.size);
             if f.data.metadata().map(|m| m.len() > want).unwrap_or(false) {

@@ -7,6 +7,7 @@ pub mod pin;
 pub mod resolve;
 pub mod seen;
 pub mod share;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::fs;

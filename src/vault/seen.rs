@@ -23,11 +23,14 @@ pub struct SeenFile {
 struct SeenOnDisk {
     format_version: u16,
     files: Vec<([u8; 16], SeenFile)>,
+    /// Per member log: entries seen and the hash of the last one.
+    logs: Vec<(crate::crypto::MemberId, u64, [u8; 32])>,
 }
 
 pub struct SeenState {
     path: PathBuf,
     files: Mutex<HashMap<[u8; 16], SeenFile>>,
+    logs: Mutex<HashMap<crate::crypto::MemberId, (u64, [u8; 32])>>,
     dirty: std::sync::atomic::AtomicBool,
 }
 
@@ -36,17 +39,19 @@ const MAX_STATE: usize = 256 << 20;
 impl SeenState {
     pub fn load(vault_id: &[u8; 16]) -> Result<SeenState> {
         let path = super::pin::state_dir().join("vaults").join(format!("{}.seen", crate::crypto::hex(vault_id)));
-        let files = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let d: SeenOnDisk = crate::format::from_bytes("client state", MAX_STATE, &bytes).map_err(|e| {
-                    Error::Other(format!("this machine's state file {} is unreadable: {e}", path.display()))
-                })?;
-                d.files.into_iter().collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+        let d = match std::fs::read(&path) {
+            Ok(bytes) => crate::format::from_bytes::<SeenOnDisk>("client state", MAX_STATE, &bytes).map_err(|e| {
+                Error::Other(format!("this machine's state file {} is unreadable: {e}", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SeenOnDisk::default(),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        Ok(SeenState { path, files: Mutex::new(files), dirty: false.into() })
+        Ok(SeenState {
+            path,
+            files: Mutex::new(d.files.into_iter().collect()),
+            logs: Mutex::new(d.logs.into_iter().map(|(m, n, h)| (m, (n, h))).collect()),
+            dirty: false.into(),
+        })
     }
 
     /// Checks a verified file state against what was seen, then records it.
@@ -81,6 +86,20 @@ impl SeenState {
         Ok(())
     }
 
+    /// The log length and head this machine last saw for a member.
+    pub fn log_seen(&self, member: &crate::crypto::MemberId) -> Option<(u64, [u8; 32])> {
+        self.logs.lock().unwrap().get(member).copied()
+    }
+
+    /// Records a member's verified log length and head (only ever forward).
+    pub fn observe_log(&self, member: crate::crypto::MemberId, len: u64, head: [u8; 32]) {
+        let mut logs = self.logs.lock().unwrap();
+        if logs.get(&member).is_none_or(|(n, _)| *n < len) {
+            logs.insert(member, (len, head));
+            self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Forgets a file this machine deleted.
     pub fn forget(&self, file_id: &[u8; 16]) {
         if self.files.lock().unwrap().remove(file_id).is_some() {
@@ -100,6 +119,7 @@ impl SeenState {
         // Another process (a mount, a CLI command) may have saved meanwhile: keep
         // the newer of both views per file, so the state never moves backwards.
         let mut merged = self.files.lock().unwrap().clone();
+        let mut logs = self.logs.lock().unwrap().clone();
         if let Ok(bytes) = std::fs::read(&self.path) {
             if let Ok(d) = crate::format::from_bytes::<SeenOnDisk>("client state", MAX_STATE, &bytes) {
                 for (id, theirs) in d.files {
@@ -108,10 +128,17 @@ impl SeenState {
                         *e = theirs;
                     }
                 }
+                for (m, n, h) in d.logs {
+                    let e = logs.entry(m).or_insert((n, h));
+                    if n > e.0 {
+                        *e = (n, h);
+                    }
+                }
             }
         }
         let files: Vec<_> = merged.into_iter().collect();
-        let bytes = crate::format::to_bytes(&SeenOnDisk { format_version: crate::format::FORMAT_VERSION, files });
+        let logs: Vec<_> = logs.into_iter().map(|(m, (n, h))| (m, n, h)).collect();
+        let bytes = crate::format::to_bytes(&SeenOnDisk { format_version: crate::format::FORMAT_VERSION, files, logs });
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }

@@ -1,0 +1,306 @@
+//! `coffer verify`: an offline check of everything in a vault. Nothing is
+//! trusted: member records, directory records, names, every file's access list,
+//! manifest, chunk hashes (and, where we hold a key, every chunk's AEAD), the
+//! members' signed logs, and all of it against what this machine saw before.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::file::OpenFile;
+use super::Vault;
+use crate::crypto::{chunk, MemberId};
+use crate::error::Error;
+use crate::history::log::{read_member_log, Event};
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Finding {
+    /// Plaintext path where known, else the backing or record path.
+    pub path: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub files: u64,
+    pub directories: u64,
+    pub bytes: u64,
+    /// Files whose contents we could also decrypt (we hold read).
+    pub decrypted_files: u64,
+    pub log_entries: u64,
+    /// Integrity failures (exit 4).
+    pub failures: Vec<Finding>,
+    /// Not tampering, but worth knowing (leftovers of a crash, ...).
+    pub warnings: Vec<Finding>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Progress callback: (bytes done, bytes total).
+pub type Progress<'a> = &'a dyn Fn(u64, u64);
+
+impl Vault {
+    pub fn verify(&self, progress: Progress) -> VerifyReport {
+        let mut r = VerifyReport::default();
+        let fail = |r: &mut VerifyReport, path: String, e: &dyn std::fmt::Display| {
+            r.failures.push(Finding { path, problem: e.to_string() })
+        };
+
+        // Members: every record must verify under the admin key.
+        if let Ok(rd) = std::fs::read_dir(self.paths.members()) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let known = name
+                    .strip_suffix(".member")
+                    .and_then(crate::crypto::unhex::<16>)
+                    .map(|id| self.member(&MemberId(id)).is_some())
+                    .unwrap_or(false);
+                if !known {
+                    fail(&mut r, format!("members/{name}"), &"member record fails verification (forged or corrupt)");
+                }
+            }
+        }
+
+        // The tree.
+        let mut entries = Vec::new();
+        let mut bad = Vec::new();
+        self.walk(&self.paths.tree(), std::path::Path::new("/"), &mut entries, &mut bad);
+        for (p, e) in bad {
+            fail(&mut r, p.display().to_string(), &e);
+        }
+        let total: u64 = entries
+            .iter()
+            .filter(|e| e.is_file)
+            .filter_map(|e| std::fs::metadata(&e.backing).ok())
+            .map(|m| m.len())
+            .sum();
+        let mut done = 0u64;
+        let mut by_id: HashMap<[u8; 16], (u64, PathBuf)> = HashMap::new();
+        let mut versions: HashMap<[u8; 16], (u64, u64)> = HashMap::new();
+        for e in &entries {
+            let shown = e.plain.display().to_string();
+            if e.is_dir {
+                r.directories += 1;
+                if let Ok(rec) = self.read_dir_record(&e.backing) {
+                    if rec.defaults.is_some() && self.dir_defaults(&e.backing).is_none() {
+                        fail(&mut r, shown.clone(), &"directory default grants fail verification");
+                    }
+                }
+                continue;
+            }
+            let Ok(m) = std::fs::symlink_metadata(&e.backing) else { continue };
+            if m.file_type().is_symlink() {
+                match std::fs::read_link(&e.backing) {
+                    Ok(t) => {
+                        if let Err(err) = self.decrypt_symlink(t.as_os_str()) {
+                            fail(&mut r, shown, &err);
+                        }
+                    }
+                    Err(err) => fail(&mut r, shown, &err),
+                }
+                continue;
+            }
+            if !e.is_file {
+                continue;
+            }
+            r.files += 1;
+            match self.open_file_for_verify(&e.backing, &shown) {
+                Ok(f) => {
+                    if let Some((ino, other)) = by_id.get(&f.file_id) {
+                        if *ino != m.ino() {
+                            fail(
+                                &mut r,
+                                shown.clone(),
+                                &format!("has the same file id as {} (a copied or swapped content file)", other.display()),
+                            );
+                        }
+                    }
+                    by_id.insert(f.file_id, (m.ino(), e.plain.clone()));
+                    versions.insert(f.file_id, (f.manifest().version, f.sidecar().access.len() as u64));
+                    let decrypted = self.check_chunks(&f, &shown, &mut r);
+                    if decrypted {
+                        r.decrypted_files += 1;
+                    }
+                    r.bytes += f.size();
+                }
+                Err(err) => fail(&mut r, shown, &err),
+            }
+            done += m.len();
+            progress(done, total);
+        }
+
+        // Logs: every member's chain, checkpoint, and against what this machine saw.
+        let mut live: BTreeMap<[u8; 16], bool> = BTreeMap::new();
+        let mut logged_version: HashMap<[u8; 16], u64> = HashMap::new();
+        let mut logged_access: HashMap<[u8; 16], u64> = HashMap::new();
+        for member in self.members() {
+            let id = member.public.member_id();
+            match read_member_log(&self.paths.log(), &self.config.vault_id, &id, &member.public.ed25519) {
+                Ok(log) => {
+                    if let Some((n, h)) = self.seen.log_seen(&id) {
+                        let n_now = log.entries.len() as u64;
+                        if n_now < n {
+                            fail(
+                                &mut r,
+                                format!("log/{}.log", id.to_hex()),
+                                &format!("history of {} rolled back from {n} entries (seen) to {n_now}", member.name),
+                            );
+                            continue;
+                        }
+                        let _ = h;
+                    }
+                    self.seen.observe_log(id, log.entries.len() as u64, log.head);
+                    r.log_entries += log.entries.len() as u64;
+                    for entry in &log.entries {
+                        match &entry.event {
+                            Event::FileCreated { file_id } => {
+                                live.insert(*file_id, true);
+                            }
+                            Event::FileDeleted { file_id } => {
+                                live.insert(*file_id, false);
+                            }
+                            Event::ContentVersion { file_id, version, .. } => {
+                                let v = logged_version.entry(*file_id).or_insert(0);
+                                *v = (*v).max(*version);
+                            }
+                            Event::AccessChanged { file_id, .. } => {
+                                *logged_access.entry(*file_id).or_insert(1) += 1;
+                            }
+                            Event::MemberAdded { .. } => {}
+                        }
+                    }
+                    if log.torn_tail {
+                        r.warnings.push(Finding {
+                            path: format!("log/{}.log", id.to_hex()),
+                            problem: "ends in a partly written record (an interrupted append); it is ignored".into(),
+                        });
+                    }
+                }
+                Err(err) => fail(&mut r, format!("log/{}.log", id.to_hex()), &err),
+            }
+        }
+        // Each file against the newest version any member's log recorded.
+        for (file_id, (version, access_len)) in &versions {
+            let shown = by_id.get(file_id).map(|(_, p)| p.display().to_string()).unwrap_or_default();
+            if let Some(v) = logged_version.get(file_id) {
+                if v > version {
+                    fail(&mut r, shown.clone(), &format!("rolled back: the history records version {v}, the file is at {version}"));
+                }
+            }
+            if let Some(n) = logged_access.get(file_id) {
+                if n > access_len {
+                    fail(&mut r, shown, &format!("access list rolled back: the history records {n} entries, the file has {access_len}"));
+                }
+            }
+        }
+        // Files the history says exist but the tree lacks: deleted behind coffer's back.
+        let present: HashSet<[u8; 16]> = by_id.keys().copied().collect();
+        for (file_id, alive) in &live {
+            if *alive && !present.contains(file_id) {
+                let sidecar = self.paths.sidecar(file_id);
+                fail(
+                    &mut r,
+                    format!("file {}", crate::crypto::hex(file_id)),
+                    &format!(
+                        "deleted outside coffer: the history has it live, but no entry in the tree holds it (sidecar {})",
+                        if sidecar.exists() { "still present" } else { "gone too" }
+                    ),
+                );
+            }
+        }
+        // Sidecars nobody references.
+        if let Ok(rd) = std::fs::read_dir(self.paths.meta()) {
+            for fan in rd.flatten() {
+                let Ok(files) = std::fs::read_dir(fan.path()) else { continue };
+                for f in files.flatten() {
+                    let name = f.file_name().to_string_lossy().into_owned();
+                    let Some(id) = name.strip_suffix(".meta").and_then(crate::crypto::unhex::<16>) else { continue };
+                    if !present.contains(&id) && !live.get(&id).copied().unwrap_or(false) {
+                        r.warnings.push(Finding {
+                            path: format!("meta/{}/{name}", fan.file_name().to_string_lossy()),
+                            problem: "sidecar of no file (left by an interrupted create or delete)".into(),
+                        });
+                    }
+                }
+            }
+        }
+        self.seen_save_quietly();
+        r
+    }
+
+    fn seen_save_quietly(&self) {
+        if let Err(e) = self.seen.save() {
+            log::warn!("could not save this machine's vault state: {e}");
+        }
+    }
+
+    fn open_file_for_verify(&self, backing: &std::path::Path, shown: &str) -> Result<OpenFile, Error> {
+        // Verification must not repair: open as a reader would on a read-only mount.
+        let f = self.open_file_readonly(backing, shown.to_string())?;
+        Ok(f)
+    }
+
+    /// Checks every chunk's stored hash, and decrypts it when we hold the key.
+    /// Returns whether the contents were decrypted too.
+    fn check_chunks(&self, f: &OpenFile, shown: &str, r: &mut VerifyReport) -> bool {
+        let layout = f.layout;
+        let size = f.manifest().size;
+        let want = layout.stored_len(size);
+        match f.data.metadata() {
+            Ok(m) if m.len() < want => {
+                r.failures.push(Finding {
+                    path: shown.into(),
+                    problem: format!("content file truncated: {} bytes, the signed manifest needs {want}", m.len()),
+                });
+                return false;
+            }
+            Ok(m) if m.len() > want => r.warnings.push(Finding {
+                path: shown.into(),
+                problem: "content file has bytes past its committed end (an interrupted write); the next write trims them".into(),
+            }),
+            _ => {}
+        }
+        let can_decrypt = f.can_read(self);
+        for (idx, c) in f.chunks.iter().enumerate() {
+            let Some(c) = c else { continue };
+            let idx = idx as u64;
+            let plain_len = layout.chunk_plain_len(size, idx);
+            let mut buf = vec![0u8; plain_len + chunk::OVERHEAD];
+            let ok = std::os::unix::fs::FileExt::read_exact_at(&f.data, &mut buf, layout.slot_offset(idx)).is_ok();
+            let stored: &[u8] = if ok && *blake3::hash(&buf).as_bytes() == c.hash {
+                &buf
+            } else if let Some(j) = f.journal_overlay.get(&idx).filter(|j| *blake3::hash(j).as_bytes() == c.hash) {
+                r.warnings.push(Finding {
+                    path: shown.into(),
+                    problem: format!("chunk {idx} is pending in the write journal (an interrupted commit); the next open completes it"),
+                });
+                j
+            } else {
+                r.failures.push(Finding {
+                    path: shown.into(),
+                    problem: format!("chunk {idx} does not match the signed manifest (modified, swapped or rolled back)"),
+                });
+                return false;
+            };
+            if can_decrypt {
+                match f.keys.get(&c.epoch) {
+                    Some(k) if chunk::open(k, &f.file_id, c.epoch, idx, stored).is_some() => {}
+                    _ => {
+                        r.failures.push(Finding { path: shown.into(), problem: format!("chunk {idx} fails authentication") });
+                        return false;
+                    }
+                }
+            }
+        }
+        can_decrypt
+    }
+}
