@@ -84,6 +84,14 @@ impl Inner {
         }
     }
 
+    /// Records in the signed history that `name` in `dir` names `id` (or not).
+    /// Done before the backing change, so a crash leaves the history ahead of
+    /// the tree, which `verify` reports as an interrupted operation, not tampering.
+    pub fn note_link(&self, id: Option<[u8; 16]>, dir: &Path, name: &OsStr, linked: bool) -> FsResult<()> {
+        let Some(id) = id else { return Ok(()) };
+        self.vault.record_link(id, dir, name, linked).map_err(|e| self.fail("history log", e))
+    }
+
     fn check_writable(&self) -> FsResult<()> {
         if self.vault.read_only {
             Err(libc::EROFS)
@@ -104,6 +112,7 @@ impl Inner {
         }
         set_mode(&path, mode);
         self.chown_to(&path, uid, gid);
+        self.note_link(self.vault.entry_id(&path), &dir, &bn.name, true)?;
         self.entry(&path)
     }
 
@@ -155,7 +164,12 @@ impl Inner {
         let (path, bn) = self.child_path(newparent, newname)?;
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         self.vault.write_long_name(&dir, &bn).map_err(|e| self.fail("link", e))?;
-        fs::hard_link(&src, &path).map_err(Inner::io_err)?;
+        let id = self.vault.entry_id(&src);
+        self.note_link(id, &dir, &bn.name, true)?;
+        if let Err(e) = fs::hard_link(&src, &path) {
+            let _ = self.note_link(id, &dir, &bn.name, false);
+            return Err(Inner::io_err(e));
+        }
         self.entry(&path)
     }
 
@@ -176,14 +190,19 @@ impl Inner {
             return Err(libc::EISDIR);
         }
         // Read the file id before the name is gone.
-        let id = if m.is_file() && m.nlink() <= 1 { self.vault.read_file_id(&path).ok() } else { None };
-        fs::remove_file(&path).map_err(Inner::io_err)?;
+        let entry_id = if m.is_file() { self.vault.read_file_id(&path).ok() } else { None };
+        let id = entry_id.filter(|_| m.nlink() <= 1);
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        self.note_link(entry_id, &dir, &bn.name, false)?;
+        if let Err(e) = fs::remove_file(&path) {
+            let _ = self.note_link(entry_id, &dir, &bn.name, true);
+            return Err(Inner::io_err(e));
+        }
         if let Some(id) = id {
             // Unlinked but open: keep serving it from memory and the open fd.
             self.detach(m.ino());
             self.vault.remove_file_meta(&id);
         }
-        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         if bn.long.is_some() {
             self.vault.remove_long_name(&dir, &bn.name);
         }
@@ -201,6 +220,9 @@ impl Inner {
         if !dir_is_empty(&path) {
             return Err(libc::ENOTEMPTY);
         }
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let dir_id = self.vault.entry_id(&path);
+        self.note_link(dir_id, &dir, &bn.name, false)?;
         remove_internal_files(&path);
         let record = path.join(DIR_RECORD);
         let saved = fs::read(&record).ok();
@@ -210,10 +232,10 @@ impl Inner {
             if let Some(bytes) = saved {
                 let _ = fs::write(&record, bytes);
             }
+            let _ = self.note_link(dir_id, &dir, &bn.name, true);
             return Err(Inner::io_err(e));
         }
         self.dir_ids.lock().unwrap().remove(&m.ino());
-        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         if bn.long.is_some() {
             self.vault.remove_long_name(&dir, &bn.name);
         }
@@ -264,8 +286,22 @@ impl Inner {
                 let _ = fs::remove_file(to.join(DIR_RECORD));
             }
         }
+        let from_id = self.vault.entry_id(&from);
+        let to_id = replaced.as_ref().and_then(|_| self.vault.entry_id(&to));
+        let to_id = if exchange { self.vault.entry_id(&to) } else { to_id };
+        self.note_link(from_id, &from_dir, &from_bn.name, false)?;
+        self.note_link(to_id, &to_dir, &to_bn.name, false)?;
+        self.note_link(from_id, &to_dir, &to_bn.name, true)?;
+        if exchange {
+            self.note_link(to_id, &from_dir, &from_bn.name, true)?;
+        }
         let result = if flags != 0 { super::sys::renameat2(&from, &to, flags) } else { fs::rename(&from, &to) };
         if let Err(e) = result {
+            let _ = self.note_link(from_id, &to_dir, &to_bn.name, false);
+            let _ = self.note_link(from_id, &from_dir, &from_bn.name, true);
+            if !exchange {
+                let _ = self.note_link(to_id, &to_dir, &to_bn.name, true);
+            }
             if let Some(m) = &replaced {
                 if m.is_dir() && to.exists() && !to.join(DIR_RECORD).exists() {
                     let _ = self.vault.write_dir_record(&to);

@@ -29,6 +29,12 @@ pub enum Event {
     ContentVersion { file_id: [u8; 16], version: u64, manifest_hash: [u8; 32], size: u64 },
     AccessChanged { file_id: [u8; 16], entry_hash: [u8; 32], change: AccessChange },
     FileDeleted { file_id: [u8; 16] },
+    /// A directory entry now names this file or directory: `name` is BLAKE3 of
+    /// the parent's dir id and the (encrypted) backing name, so the log holds no
+    /// names yet binds each entry to its id (a swap of two entries is caught).
+    Linked { id: [u8; 16], name: [u8; 16] },
+    /// The entry no longer names it.
+    Unlinked { id: [u8; 16], name: [u8; 16] },
     MemberAdded { member: MemberId, name: String },
 }
 
@@ -66,6 +72,16 @@ impl SignedBody for Checkpoint {
 }
 
 pub const CHECKPOINT: format::Kind = format::Kind { name: "log checkpoint", magic: *b"CFRH", max_len: 4096 };
+
+/// The name tag of an entry for `Linked`/`Unlinked`.
+pub fn name_tag(parent_dir_id: &[u8; 16], backing_name: &[u8]) -> [u8; 16] {
+    let mut h = blake3::Hasher::new_derive_key("coffer 2026 log name tag v1");
+    h.update(parent_dir_id);
+    h.update(backing_name);
+    let mut t = [0u8; 16];
+    t.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    t
+}
 
 pub fn log_path(dir: &Path, member: &MemberId) -> PathBuf {
     dir.join(format!("{}.log", member.to_hex()))

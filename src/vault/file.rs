@@ -722,6 +722,8 @@ impl Vault {
         if header.chunk_log2 != self.chunk_log2() {
             return Err(Error::integrity(format!("{display}: chunk size differs from the vault's")));
         }
+        // The entry must hold the file the signed history put under this name.
+        self.check_binding(backing, &header.file_id, &display)?;
         let committed = load_committed(self, &header.file_id, &display)?;
         let keys = unwrap_keys(self, &committed)?;
         let mut f = OpenFile {

@@ -1,6 +1,7 @@
 //! A vault opened as one member: config, members, the name key, and the
 //! operations that create and open encrypted files and directories.
 
+pub mod bindings;
 pub mod file;
 pub mod names;
 pub mod pin;
@@ -45,6 +46,8 @@ pub struct Vault {
     pub seen: seen::SeenState,
     /// This member's signed history log.
     log: std::sync::Mutex<crate::history::log::LogWriter>,
+    /// Entry → id bindings from all members' logs.
+    bindings: std::sync::Mutex<bindings::BindingIndex>,
 }
 
 impl KeyLookup for Vault {
@@ -103,6 +106,7 @@ impl Vault {
                 config.vault_id,
                 admin_id,
             )),
+            bindings: Default::default(),
         };
         vault.write_member(admin_name, vault.me.public(), true, &name_key)?;
         vault.write_dir_record(&vault.paths.tree())?;
@@ -149,6 +153,7 @@ impl Vault {
             read_only,
             seen,
             log: std::sync::Mutex::new(crate::history::log::LogWriter::new(paths_log, config_id, me_id)),
+            bindings: Default::default(),
         };
         vault.reload_members()?;
         Ok(vault)
@@ -160,6 +165,31 @@ impl Vault {
             return Ok(());
         }
         self.log.lock().unwrap().append(&self.me, event)
+    }
+
+    /// Records that the entry `backing_name` in the directory `parent` now names
+    /// the file or directory `id` (or no longer does).
+    pub fn record_link(&self, id: [u8; 16], parent: &Path, backing_name: &std::ffi::OsStr, linked: bool) -> Result<()> {
+        let dir_id = self.read_dir_record(parent)?.dir_id;
+        let name = crate::history::log::name_tag(&dir_id, std::os::unix::ffi::OsStrExt::as_bytes(backing_name));
+        self.record(if linked {
+            crate::history::log::Event::Linked { id, name }
+        } else {
+            crate::history::log::Event::Unlinked { id, name }
+        })
+    }
+
+    /// The id a backing entry stands for: a regular file's file id or a
+    /// directory's dir id (None for symlinks and special files).
+    pub fn entry_id(&self, backing: &Path) -> Option<[u8; 16]> {
+        let m = std::fs::symlink_metadata(backing).ok()?;
+        if m.is_dir() {
+            self.read_dir_record(backing).ok().map(|r| r.dir_id)
+        } else if m.is_file() {
+            self.read_file_id(backing).ok()
+        } else {
+            None
+        }
     }
 
     /// Saves this machine's state and checkpoints the log (periodically and at exit).

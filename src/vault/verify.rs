@@ -142,6 +142,9 @@ impl Vault {
         let mut live: BTreeMap<[u8; 16], bool> = BTreeMap::new();
         let mut logged_version: HashMap<[u8; 16], u64> = HashMap::new();
         let mut logged_access: HashMap<[u8; 16], u64> = HashMap::new();
+        let mut bound_to: HashMap<[u8; 16], [u8; 16]> = HashMap::new();
+        let mut ever_bound: HashSet<([u8; 16], [u8; 16])> = HashSet::new();
+        let mut has_binding: HashSet<[u8; 16]> = HashSet::new();
         for member in self.members() {
             let id = member.public.member_id();
             match read_member_log(&self.paths.log(), &self.config.vault_id, &id, &member.public.ed25519) {
@@ -176,6 +179,16 @@ impl Vault {
                                 *logged_access.entry(*file_id).or_insert(1) += 1;
                             }
                             Event::MemberAdded { .. } => {}
+                            Event::Linked { id, name } => {
+                                bound_to.insert(*name, *id);
+                                ever_bound.insert((*id, *name));
+                                has_binding.insert(*id);
+                            }
+                            Event::Unlinked { id, name } => {
+                                if bound_to.get(name) == Some(id) {
+                                    bound_to.remove(name);
+                                }
+                            }
                         }
                     }
                     if log.torn_tail {
@@ -200,6 +213,28 @@ impl Vault {
                 if n > access_len {
                     fail(&mut r, shown, &format!("access list rolled back: the history records {n} entries, the file has {access_len}"));
                 }
+            }
+        }
+        // Every entry must stand where the history put it: a swap or a rename
+        // outside coffer puts an id under a name the log never bound it to.
+        for e in &entries {
+            let Some(parent) = e.backing.parent() else { continue };
+            if e.backing == self.paths.tree() {
+                continue;
+            }
+            let (Some(id), Ok(pid)) = (self.entry_id(&e.backing), self.read_dir_record(parent)) else { continue };
+            let Some(bname) = e.backing.file_name() else { continue };
+            let tag = crate::history::log::name_tag(&pid.dir_id, std::os::unix::ffi::OsStrExt::as_bytes(bname));
+            let shown = e.plain.display().to_string();
+            match bound_to.get(&tag) {
+                Some(b) if *b == id => {}
+                _ if !has_binding.contains(&id) && !bound_to.contains_key(&tag) => {}
+                _ if ever_bound.contains(&(id, tag)) => r.warnings.push(Finding {
+                    path: shown,
+                    problem: "stands under a name it had before its last recorded rename (an interrupted rename?)".into(),
+                }),
+                Some(_) => fail(&mut r, shown, &"holds another entry's file (entries swapped outside coffer)"),
+                None => fail(&mut r, shown, &"is not where the history put it (moved or renamed outside coffer)"),
             }
         }
         // Files the history says exist but the tree lacks: deleted behind coffer's back.

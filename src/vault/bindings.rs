@@ -1,0 +1,103 @@
+//! Which directory entry names which file, per the members' signed logs
+//! (`Linked`/`Unlinked` events), kept up to date incrementally so the mount can
+//! refuse an entry that was swapped or renamed behind coffer's back.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use crate::crypto::MemberId;
+use crate::error::{Error, Result};
+use crate::history::log::{name_tag, read_member_log, Event};
+
+#[derive(Default)]
+pub struct BindingIndex {
+    /// Per member: log length in bytes and entries already applied.
+    applied: HashMap<MemberId, (u64, usize)>,
+    bound_to: HashMap<[u8; 16], [u8; 16]>,
+    ever_bound: HashSet<([u8; 16], [u8; 16])>,
+    has_binding: HashSet<[u8; 16]>,
+}
+
+/// What the history says about one entry.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// The entry names this id, as recorded.
+    Matches,
+    /// Neither the entry nor the id was ever recorded (created outside a mount).
+    Unknown,
+    /// The entry names this id under a name it had before (an interrupted rename).
+    Stale,
+    /// The entry names an id the history never put there.
+    Mismatch,
+}
+
+impl BindingIndex {
+    fn apply(&mut self, e: &Event) {
+        match e {
+            Event::Linked { id, name } => {
+                self.bound_to.insert(*name, *id);
+                self.ever_bound.insert((*id, *name));
+                self.has_binding.insert(*id);
+            }
+            Event::Unlinked { id, name } => {
+                if self.bound_to.get(name) == Some(id) {
+                    self.bound_to.remove(name);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies entries added to any member's log since the last refresh.
+    pub fn refresh(&mut self, vault: &super::Vault) -> Result<()> {
+        for m in vault.members() {
+            let id = m.public.member_id();
+            let path = crate::history::log::log_path(&vault.paths.log(), &id);
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let (seen_len, seen_entries) = self.applied.get(&id).copied().unwrap_or((0, 0));
+            if len == seen_len {
+                continue;
+            }
+            let log = read_member_log(&vault.paths.log(), &vault.config.vault_id, &id, &m.public.ed25519)?;
+            if log.entries.len() < seen_entries {
+                return Err(Error::integrity(format!("the history log of {} shrank (rolled back)", m.name)));
+            }
+            for e in &log.entries[seen_entries..] {
+                self.apply(&e.event);
+            }
+            self.applied.insert(id, (len, log.entries.len()));
+        }
+        Ok(())
+    }
+
+    pub fn check(&self, id: &[u8; 16], parent_dir_id: &[u8; 16], backing_name: &[u8]) -> Binding {
+        let tag = name_tag(parent_dir_id, backing_name);
+        match self.bound_to.get(&tag) {
+            Some(b) if b == id => Binding::Matches,
+            _ if !self.has_binding.contains(id) && !self.bound_to.contains_key(&tag) => Binding::Unknown,
+            _ if self.ever_bound.contains(&(*id, tag)) => Binding::Stale,
+            _ => Binding::Mismatch,
+        }
+    }
+}
+
+impl super::Vault {
+    /// Checks that the entry at `backing` holds the file the history put there.
+    pub fn check_binding(&self, backing: &Path, id: &[u8; 16], display: &str) -> Result<()> {
+        let (Some(parent), Some(name)) = (backing.parent(), backing.file_name()) else {
+            return Ok(());
+        };
+        if backing == self.paths.tree() {
+            return Ok(());
+        }
+        let parent_id = self.read_dir_record(parent)?.dir_id;
+        let mut idx = self.bindings.lock().unwrap();
+        idx.refresh(self)?;
+        match idx.check(id, &parent_id, std::os::unix::ffi::OsStrExt::as_bytes(name)) {
+            Binding::Matches | Binding::Unknown | Binding::Stale => Ok(()),
+            Binding::Mismatch => Err(Error::integrity(format!(
+                "{display}: this entry holds a file the signed history never put here (swapped or renamed outside coffer)"
+            ))),
+        }
+    }
+}
