@@ -8,6 +8,13 @@ use coffer::crypto::Identity;
 use coffer::format::Right;
 use coffer::vault::share::RevokeMode;
 use coffer::vault::Vault;
+
+/// Tests here set XDG_STATE_HOME (per-machine state); run them one at a time.
+static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 use coffer::Error;
 
 struct World {
@@ -60,6 +67,7 @@ const CAROL: usize = 2;
 
 #[test]
 fn full_flow() {
+    let _serial = serial();
     let w = World::new();
     let (alice, bob, carol) = (w.open(ALICE), w.open(BOB), w.open(CAROL));
     let p = w.path("doc");
@@ -125,6 +133,7 @@ fn full_flow() {
 
 #[test]
 fn updater_revokes_creator_and_lazy_revoke_then_migrate() {
+    let _serial = serial();
     let w = World::new();
     let (alice, bob, carol) = (w.open(ALICE), w.open(BOB), w.open(CAROL));
     let p = w.path("f");
@@ -156,6 +165,7 @@ fn updater_revokes_creator_and_lazy_revoke_then_migrate() {
 
 #[test]
 fn revoked_member_old_key_opens_nothing_new() {
+    let _serial = serial();
     let w = World::new();
     let (alice, bob) = (w.open(ALICE), w.open(BOB));
     let p = w.path("secret");
@@ -188,6 +198,7 @@ fn revoked_member_old_key_opens_nothing_new() {
 
 #[test]
 fn reader_with_raw_access_cannot_forge() {
+    let _serial = serial();
     use coffer::format::{self, AccessChange, Sidecar, Signed};
     let w = World::new();
     let (alice, bob, carol) = (w.open(ALICE), w.open(BOB), w.open(CAROL));

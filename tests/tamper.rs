@@ -10,6 +10,13 @@ use coffer::format::Right;
 use coffer::store::Durability;
 use coffer::vault::Vault;
 
+/// Tests here set XDG_STATE_HOME (per-machine state); run them one at a time.
+static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Fixture {
     dir: tempfile::TempDir,
 }
@@ -158,6 +165,7 @@ fn truncate(p: &Path) {
 
 #[test]
 fn content_files() {
+    let _serial = serial();
     let f = Fixture::new();
     for (what, act) in [
         ("flip a bit in b's chunk 1", 0),
@@ -187,6 +195,7 @@ fn content_files() {
 
 #[test]
 fn sidecars() {
+    let _serial = serial();
     let f = Fixture::new();
     for (what, act) in [
         ("flip a bit in b's sidecar", 0),
@@ -215,6 +224,7 @@ fn sidecars() {
 
 #[test]
 fn older_sidecar_and_content_pair_is_a_rollback() {
+    let _serial = serial();
     // A consistent older pair verifies cryptographically; the history and this
     // machine's state catch it.
     let f = Fixture::new();
@@ -233,6 +243,7 @@ fn older_sidecar_and_content_pair_is_a_rollback() {
 
 #[test]
 fn records_and_logs() {
+    let _serial = serial();
     let f = Fixture::new();
     let me = Identity::from_seed([21; 32]).member_id().to_hex();
     let bob = Identity::from_seed([22; 32]).member_id().to_hex();
@@ -262,6 +273,7 @@ fn records_and_logs() {
 
 #[test]
 fn bob_cannot_read_and_sees_integrity_not_plaintext() {
+    let _serial = serial();
     let f = Fixture::new();
     let c = Case::new(&f);
     std::env::set_var("XDG_STATE_HOME", c.state.join("bob"));

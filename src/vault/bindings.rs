@@ -16,6 +16,9 @@ pub struct BindingIndex {
     bound_to: HashMap<[u8; 16], [u8; 16]>,
     ever_bound: HashSet<([u8; 16], [u8; 16])>,
     has_binding: HashSet<[u8; 16]>,
+    /// Newest content version and access-list length any log recorded per file.
+    versions: HashMap<[u8; 16], u64>,
+    access_lens: HashMap<[u8; 16], u64>,
 }
 
 /// What the history says about one entry.
@@ -44,8 +47,20 @@ impl BindingIndex {
                     self.bound_to.remove(name);
                 }
             }
+            Event::ContentVersion { file_id, version, .. } => {
+                let v = self.versions.entry(*file_id).or_insert(0);
+                *v = (*v).max(*version);
+            }
+            Event::AccessChanged { file_id, .. } => {
+                *self.access_lens.entry(*file_id).or_insert(1) += 1;
+            }
             _ => {}
         }
+    }
+
+    /// The newest content version and access-list length the history records.
+    pub fn recorded(&self, file_id: &[u8; 16]) -> (Option<u64>, Option<u64>) {
+        (self.versions.get(file_id).copied(), self.access_lens.get(file_id).copied())
     }
 
     /// Applies entries added to any member's log since the last refresh.
@@ -82,6 +97,25 @@ impl BindingIndex {
 }
 
 impl super::Vault {
+    /// Fails if the signed history records a newer state of the file than the
+    /// one on disk (a rollback, caught even on a machine that never saw the file).
+    pub fn check_history_version(&self, file_id: &[u8; 16], version: u64, access_len: u64, display: &str) -> Result<()> {
+        let mut idx = self.bindings.lock().unwrap();
+        idx.refresh(self)?;
+        let (v, a) = idx.recorded(file_id);
+        if let Some(v) = v.filter(|v| *v > version) {
+            return Err(Error::integrity(format!(
+                "{display}: rolled back: the signed history records version {v}, the file is at {version}"
+            )));
+        }
+        if let Some(a) = a.filter(|a| *a > access_len) {
+            return Err(Error::integrity(format!(
+                "{display}: access list rolled back: the history records {a} entries, the file has {access_len}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks that the entry at `backing` holds the file the history put there.
     pub fn check_binding(&self, backing: &Path, id: &[u8; 16], display: &str) -> Result<()> {
         let (Some(parent), Some(name)) = (backing.parent(), backing.file_name()) else {

@@ -544,6 +544,7 @@ pub(super) fn load_committed(vault: &Vault, file_id: &[u8; 16], display: &str) -
     let access = access::replay(file_id, &sidecar.access, vault).map_err(|e| Error::integrity(format!("{display}: {e}")))?;
     let manifest = history::verify_manifest(file_id, &sidecar.manifest, &sidecar.chunks, &access, vault)
         .map_err(|e| Error::integrity(format!("{display}: {e}")))?;
+    vault.check_history_version(file_id, manifest.version, sidecar.access.len() as u64, display)?;
     vault.seen.observe(
         file_id,
         super::seen::SeenFile {
