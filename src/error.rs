@@ -25,7 +25,9 @@ pub enum Error {
     #[error("corrupt {kind}: {detail}")]
     Corrupt { kind: &'static str, detail: String },
     /// The vault was written by a newer coffer (exit 2).
-    #[error("unsupported format version {found} (this coffer reads up to {supported}); upgrade coffer")]
+    #[error(
+        "unsupported format version {found} (this coffer reads up to {supported}); upgrade coffer"
+    )]
     UnsupportedVersion { found: u16, supported: u16 },
     /// Not found (exit 2 in the CLI, ENOENT in the mount).
     #[error("{0}")]

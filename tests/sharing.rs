@@ -30,9 +30,17 @@ impl World {
         let root = dir.path().join("vault");
         let seeds = [[11u8; 32], [12u8; 32], [13u8; 32]];
         let alice = Vault::init(&root, Identity::from_seed(seeds[0]), "alice").unwrap();
-        alice.add_member("bob", Identity::from_seed(seeds[1]).public()).unwrap();
-        alice.add_member("carol", Identity::from_seed(seeds[2]).public()).unwrap();
-        World { _dir: dir, root, seeds }
+        alice
+            .add_member("bob", Identity::from_seed(seeds[1]).public())
+            .unwrap();
+        alice
+            .add_member("carol", Identity::from_seed(seeds[2]).public())
+            .unwrap();
+        World {
+            _dir: dir,
+            root,
+            seeds,
+        }
     }
 
     fn open(&self, who: usize) -> Vault {
@@ -85,15 +93,24 @@ fn full_flow() {
     let carol_rec = alice.find_member("carol").unwrap();
     let mut f = alice.open_file(&p, "doc".into()).unwrap();
     assert!(f.grant(&alice, &bob_rec, Right::Read).unwrap());
-    assert!(!f.grant(&alice, &bob_rec, Right::Read).unwrap(), "second grant is a no-op");
+    assert!(
+        !f.grant(&alice, &bob_rec, Right::Read).unwrap(),
+        "second grant is a no-op"
+    );
     drop(f);
     assert_eq!(read_all(&bob, &p).unwrap(), content);
 
     // Bob (reader) may pass read on, not update; and cannot write.
     let mut fb = bob.open_file(&p, "doc".into()).unwrap();
     assert!(fb.grant(&bob, &carol_rec, Right::Read).unwrap());
-    assert!(matches!(fb.grant(&bob, &carol_rec, Right::Update), Err(Error::AccessDenied(_))));
-    assert!(matches!(fb.write(&bob, 0, b"x"), Err(Error::AccessDenied(_))));
+    assert!(matches!(
+        fb.grant(&bob, &carol_rec, Right::Update),
+        Err(Error::AccessDenied(_))
+    ));
+    assert!(matches!(
+        fb.write(&bob, 0, b"x"),
+        Err(Error::AccessDenied(_))
+    ));
     drop(fb);
     assert_eq!(read_all(&carol, &p).unwrap(), content);
 
@@ -106,11 +123,20 @@ fn full_flow() {
 
     // Revoke bob's update only: bob still reads, cannot write; his content stays valid.
     let mut f = alice.open_file(&p, "doc".into()).unwrap();
-    f.revoke(&alice, bob_rec.public.member_id(), Right::Update, RevokeMode::Eager).unwrap();
+    f.revoke(
+        &alice,
+        bob_rec.public.member_id(),
+        Right::Update,
+        RevokeMode::Eager,
+    )
+    .unwrap();
     drop(f);
     assert_eq!(read_all(&bob, &p).unwrap(), b"bob was here");
     assert_eq!(read_all(&carol, &p).unwrap(), b"bob was here");
-    assert!(matches!(write_all(&bob, &p, b"nope"), Err(Error::AccessDenied(_))));
+    assert!(matches!(
+        write_all(&bob, &p, b"nope"),
+        Err(Error::AccessDenied(_))
+    ));
 
     // Rotate: the stored ciphertext changes, everyone still reads.
     let before = std::fs::read(&p).unwrap();
@@ -124,7 +150,13 @@ fn full_flow() {
 
     // Revoke bob's read (eager): bob loses access, carol (his delegate) keeps it.
     let mut f = alice.open_file(&p, "doc".into()).unwrap();
-    f.revoke(&alice, bob_rec.public.member_id(), Right::Read, RevokeMode::Eager).unwrap();
+    f.revoke(
+        &alice,
+        bob_rec.public.member_id(),
+        Right::Read,
+        RevokeMode::Eager,
+    )
+    .unwrap();
     assert_eq!(f.chunks_on_old_epochs(), 0);
     drop(f);
     assert!(matches!(read_all(&bob, &p), Err(Error::AccessDenied(_))));
@@ -140,14 +172,20 @@ fn updater_revokes_creator_and_lazy_revoke_then_migrate() {
     let mut f = alice.create_file(&p, 0o644, "f".into()).unwrap();
     f.write(&alice, 0, &vec![1u8; 300_000]).unwrap();
     f.commit(&alice, coffer::store::Durability::Lazy).unwrap();
-    f.grant(&alice, &alice.find_member("bob").unwrap(), Right::Update).unwrap();
-    f.grant(&alice, &alice.find_member("carol").unwrap(), Right::Read).unwrap();
+    f.grant(&alice, &alice.find_member("bob").unwrap(), Right::Update)
+        .unwrap();
+    f.grant(&alice, &alice.find_member("carol").unwrap(), Right::Read)
+        .unwrap();
     drop(f);
 
     // Bob, an updater, revokes the creator lazily: alice is out at once.
     let mut fb = bob.open_file(&p, "f".into()).unwrap();
-    fb.revoke(&bob, alice.me.member_id(), Right::Read, RevokeMode::Lazy).unwrap();
-    assert!(fb.chunks_on_old_epochs() > 0, "lazy leaves content on the old epoch");
+    fb.revoke(&bob, alice.me.member_id(), Right::Read, RevokeMode::Lazy)
+        .unwrap();
+    assert!(
+        fb.chunks_on_old_epochs() > 0,
+        "lazy leaves content on the old epoch"
+    );
     drop(fb);
     assert!(matches!(read_all(&alice, &p), Err(Error::AccessDenied(_))));
     // Remaining readers read old-epoch content through the sealed earlier keys.
@@ -172,14 +210,16 @@ fn revoked_member_old_key_opens_nothing_new() {
     let mut f = alice.create_file(&p, 0o644, "secret".into()).unwrap();
     f.write(&alice, 0, b"old secret").unwrap();
     f.commit(&alice, coffer::store::Durability::Lazy).unwrap();
-    f.grant(&alice, &alice.find_member("bob").unwrap(), Right::Read).unwrap();
+    f.grant(&alice, &alice.find_member("bob").unwrap(), Right::Read)
+        .unwrap();
     drop(f);
     // Bob keeps a copy of the sidecar holding his wrapped key.
     let id = alice.read_file_id(&p).unwrap();
     let old_sidecar = std::fs::read(alice.paths.sidecar(&id)).unwrap();
 
     let mut f = alice.open_file(&p, "secret".into()).unwrap();
-    f.revoke(&alice, bob.me.member_id(), Right::Read, RevokeMode::Eager).unwrap();
+    f.revoke(&alice, bob.me.member_id(), Right::Read, RevokeMode::Eager)
+        .unwrap();
     f.truncate(&alice, 0).unwrap();
     f.write(&alice, 0, b"new secret").unwrap();
     f.commit(&alice, coffer::store::Durability::Lazy).unwrap();
@@ -190,7 +230,10 @@ fn revoked_member_old_key_opens_nothing_new() {
     let current = std::fs::read(alice.paths.sidecar(&id)).unwrap();
     std::fs::write(alice.paths.sidecar(&id), &old_sidecar).unwrap();
     let got = read_all(&bob, &p);
-    assert!(!matches!(&got, Ok(d) if d == b"new secret"), "revoked key must not open new content");
+    assert!(
+        !matches!(&got, Ok(d) if d == b"new secret"),
+        "revoked key must not open new content"
+    );
     assert!(matches!(got, Err(Error::Integrity { .. })), "got {got:?}");
     std::fs::write(alice.paths.sidecar(&id), &current).unwrap();
     assert_eq!(read_all(&alice, &p).unwrap(), b"new secret");
@@ -206,8 +249,10 @@ fn reader_with_raw_access_cannot_forge() {
     let mut f = alice.create_file(&p, 0o644, "doc".into()).unwrap();
     f.write(&alice, 0, b"genuine").unwrap();
     f.commit(&alice, coffer::store::Durability::Lazy).unwrap();
-    f.grant(&alice, &alice.find_member("bob").unwrap(), Right::Read).unwrap();
-    f.grant(&alice, &alice.find_member("carol").unwrap(), Right::Read).unwrap();
+    f.grant(&alice, &alice.find_member("bob").unwrap(), Right::Read)
+        .unwrap();
+    f.grant(&alice, &alice.find_member("carol").unwrap(), Right::Read)
+        .unwrap();
     drop(f);
     let id = alice.read_file_id(&p).unwrap();
     let sc_path = alice.paths.sidecar(&id);
@@ -217,22 +262,41 @@ fn reader_with_raw_access_cannot_forge() {
 
     // 1. Bob holds the read key and encrypts a correct chunk with a new manifest he signs.
     let mut fb = bob.open_file(&p, "doc".into()).unwrap();
-    assert!(fb.write(&bob, 0, b"forged!").is_err(), "the library refuses; now bypass it");
+    assert!(
+        fb.write(&bob, 0, b"forged!").is_err(),
+        "the library refuses; now bypass it"
+    );
     drop(fb);
     {
         let key = {
             let ek = &sc.keys[0];
-            let w = ek.wraps.iter().find(|w| w.recipient == bob.me.member_id()).unwrap();
+            let w = ek
+                .wraps
+                .iter()
+                .find(|w| w.recipient == bob.me.member_id())
+                .unwrap();
             coffer::crypto::wrap::unwrap(w, &bob.me, &id, ek.epoch).unwrap()
         };
         let stored = coffer::crypto::chunk::seal(&key, &id, 0, 0, b"forged!");
         let mut data = genuine_data[..32].to_vec();
         data.extend_from_slice(&stored);
         std::fs::write(&p, &data).unwrap();
-        let chunks = vec![Some(format::ChunkRef { epoch: 0, hash: *blake3::hash(&stored).as_bytes() })];
+        let chunks = vec![Some(format::ChunkRef {
+            epoch: 0,
+            hash: *blake3::hash(&stored).as_bytes(),
+        })];
         let m = sc.manifest.decode_unverified().unwrap();
         let forged = coffer::history::next_manifest(
-            &bob.me, Some(&sc.manifest), m.version, id, m.chunk_log2, 7, &chunks, 0, m.key_commits.clone(), m.access_head,
+            &bob.me,
+            Some(&sc.manifest),
+            m.version,
+            id,
+            m.chunk_log2,
+            7,
+            &chunks,
+            0,
+            m.key_commits.clone(),
+            m.access_head,
         );
         let mut bad = sc.clone();
         bad.manifest = forged;
@@ -240,7 +304,10 @@ fn reader_with_raw_access_cannot_forge() {
         std::fs::write(&sc_path, format::encode_file(format::SIDECAR, &bad)).unwrap();
         for v in [&alice, &carol] {
             let got = read_all(v, &p);
-            assert!(matches!(got, Err(Error::Integrity { .. })), "forged content accepted: {got:?}");
+            assert!(
+                matches!(got, Err(Error::Integrity { .. })),
+                "forged content accepted: {got:?}"
+            );
         }
     }
     std::fs::write(&p, &genuine_data).unwrap();
@@ -252,7 +319,10 @@ fn reader_with_raw_access_cannot_forge() {
         let entry = coffer::access::next_entry(
             &state,
             &bob.me,
-            AccessChange::Grant { member: bob.me.member_id(), right: Right::Update },
+            AccessChange::Grant {
+                member: bob.me.member_id(),
+                right: Right::Update,
+            },
         );
         let mut bad = sc.clone();
         bad.access.push(entry);

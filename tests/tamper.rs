@@ -51,18 +51,21 @@ impl Fixture {
         std::env::set_var("XDG_STATE_HOME", &state);
         let root = dir.path().join("vault");
         let v = Vault::init(&root, Identity::from_seed([21; 32]), "alice").unwrap();
-        v.add_member("bob", Identity::from_seed([22; 32]).public()).unwrap();
+        v.add_member("bob", Identity::from_seed([22; 32]).public())
+            .unwrap();
         let tree = v.paths.tree();
         let id = v.read_dir_record(&tree).unwrap().dir_id;
         let a = tree.join(v.encrypt_name(&id, "a.txt".as_ref()).unwrap().name);
         let b = tree.join(v.encrypt_name(&id, "b.bin".as_ref()).unwrap().name);
         let mut fa = v.create_file(&a, 0o644, "a.txt".into()).unwrap();
         // What the mount does on create: bind the entry to its file id in the history.
-        v.record_link(fa.file_id, &tree, a.file_name().unwrap(), true).unwrap();
+        v.record_link(fa.file_id, &tree, a.file_name().unwrap(), true)
+            .unwrap();
         fa.write(&v, 0, b"old alpha").unwrap();
         fa.commit(&v, Durability::Lazy).unwrap();
         let mut fb = v.create_file(&b, 0o644, "b.bin".into()).unwrap();
-        v.record_link(fb.file_id, &tree, b.file_name().unwrap(), true).unwrap();
+        v.record_link(fb.file_id, &tree, b.file_name().unwrap(), true)
+            .unwrap();
         fb.write(&v, 0, &vec![9u8; 150_000]).unwrap();
         fb.commit(&v, Durability::Lazy).unwrap();
         let old = dir.path().join("old");
@@ -71,17 +74,34 @@ impl Fixture {
         std::fs::copy(&b, old.join("b")).unwrap();
         std::fs::copy(v.paths.sidecar(&fa.file_id), old.join("a.meta")).unwrap();
         std::fs::copy(v.paths.sidecar(&fb.file_id), old.join("b.meta")).unwrap();
-        std::fs::copy(v.paths.log().join(format!("{}.log", v.me.member_id().to_hex())), old.join("log")).unwrap();
+        std::fs::copy(
+            v.paths
+                .log()
+                .join(format!("{}.log", v.me.member_id().to_hex())),
+            old.join("log"),
+        )
+        .unwrap();
         fa.truncate(&v, 0).unwrap();
         fa.write(&v, 0, A).unwrap();
         fa.commit(&v, Durability::Lazy).unwrap();
         fb.write(&v, 0, &b_content()).unwrap();
         fb.commit(&v, Durability::Lazy).unwrap();
-        fa.grant(&v, &v.find_member("bob").unwrap(), Right::Read).unwrap();
+        fa.grant(&v, &v.find_member("bob").unwrap(), Right::Read)
+            .unwrap();
         drop((fa, fb));
-        std::fs::copy(v.paths.log().join(format!("{}.log", v.me.member_id().to_hex())), old.join("log.new")).unwrap();
+        std::fs::copy(
+            v.paths
+                .log()
+                .join(format!("{}.log", v.me.member_id().to_hex())),
+            old.join("log.new"),
+        )
+        .unwrap();
         let report = v.verify(&|_, _| {});
-        assert!(report.ok(), "fresh vault must verify: {:?}", report.failures);
+        assert!(
+            report.ok(),
+            "fresh vault must verify: {:?}",
+            report.failures
+        );
         drop(v);
         Fixture { dir }
     }
@@ -104,7 +124,12 @@ struct Case {
 impl Case {
     fn new(f: &Fixture) -> Case {
         let (d, _) = f.copy();
-        Case { root: d.path().join("vault"), old: d.path().join("old"), state: d.path().join("state"), _dir: d }
+        Case {
+            root: d.path().join("vault"),
+            old: d.path().join("old"),
+            state: d.path().join("state"),
+            _dir: d,
+        }
     }
 
     fn open(&self, seed: u8) -> Result<Vault, coffer::Error> {
@@ -130,7 +155,11 @@ impl Case {
         let v = match self.open(21) {
             Ok(v) => v,
             Err(e) => {
-                assert_eq!(e.exit_code(), 4, "{what}: opening failed with a non-integrity error: {e}");
+                assert_eq!(
+                    e.exit_code(),
+                    4,
+                    "{what}: opening failed with a non-integrity error: {e}"
+                );
                 return e.to_string();
             }
         };
@@ -143,7 +172,11 @@ impl Case {
             if let Ok(mut f) = v.open_file_readonly(&p, name.into()) {
                 let size = f.size();
                 if let Ok(data) = f.read(0, size as usize) {
-                    assert!(data == good, "{what}: {name} read back wrong data ({} bytes)", data.len());
+                    assert!(
+                        data == good,
+                        "{what}: {name} read back wrong data ({} bytes)",
+                        data.len()
+                    );
                 }
             }
         }
@@ -189,7 +222,10 @@ fn content_files() {
             _ => std::fs::copy(c.old.join("b"), &b).map(|_| ()).unwrap(),
         }
         let text = c.expect_failure(what);
-        assert!(text.contains("b.bin") || text.contains("file "), "{what}: report does not name the file: {text}");
+        assert!(
+            text.contains("b.bin") || text.contains("file "),
+            "{what}: report does not name the file: {text}"
+        );
     }
 }
 
@@ -215,10 +251,15 @@ fn sidecars() {
                 std::fs::write(&sa, y).unwrap();
                 std::fs::write(&sb, x).unwrap();
             }
-            _ => std::fs::copy(c.old.join("b.meta"), &sb).map(|_| ()).unwrap(),
+            _ => std::fs::copy(c.old.join("b.meta"), &sb)
+                .map(|_| ())
+                .unwrap(),
         }
         let text = c.expect_failure(what);
-        assert!(text.contains("b.bin"), "{what}: report does not name b.bin: {text}");
+        assert!(
+            text.contains("b.bin"),
+            "{what}: report does not name b.bin: {text}"
+        );
     }
 }
 

@@ -64,26 +64,45 @@ pub trait KeyLookup {
 
 /// Verifies and replays the chain; any forged, reordered or unjustified entry
 /// is an integrity failure naming the entry.
-pub fn replay(file_id: &[u8; 16], entries: &[Signed<AccessEntry>], keys: &dyn KeyLookup) -> Result<AccessState> {
-    let fail = |seq: usize, why: String| Error::integrity(format!("access list entry {seq}: {why}"));
-    let first = entries.first().ok_or_else(|| Error::integrity("access list is empty"))?;
+pub fn replay(
+    file_id: &[u8; 16],
+    entries: &[Signed<AccessEntry>],
+    keys: &dyn KeyLookup,
+) -> Result<AccessState> {
+    let fail =
+        |seq: usize, why: String| Error::integrity(format!("access list entry {seq}: {why}"));
+    let first = entries
+        .first()
+        .ok_or_else(|| Error::integrity("access list is empty"))?;
     let mut state: Option<AccessState> = None;
     let mut prev = [0u8; 32];
     for (i, signed) in entries.iter().enumerate() {
-        let key = keys
-            .ed25519_of(&signed.signer)
-            .ok_or_else(|| fail(i, format!("signed by {}, who is not a vault member", signed.signer)))?;
+        let key = keys.ed25519_of(&signed.signer).ok_or_else(|| {
+            fail(
+                i,
+                format!("signed by {}, who is not a vault member", signed.signer),
+            )
+        })?;
         let entry = signed.verify(&key).map_err(|e| fail(i, e.to_string()))?;
         if entry.actor != signed.signer {
             return Err(fail(i, "actor is not the signer".into()));
         }
         if &entry.file_id != file_id {
-            return Err(fail(i, "belongs to another file (swapped access list?)".into()));
+            return Err(fail(
+                i,
+                "belongs to another file (swapped access list?)".into(),
+            ));
         }
         if entry.seq != i as u64 || entry.prev != prev {
-            return Err(fail(i, "out of order or not chained to the previous entry".into()));
+            return Err(fail(
+                i,
+                "out of order or not chained to the previous entry".into(),
+            ));
         }
-        let info = GrantInfo { granted_by: entry.actor, seq: entry.seq };
+        let info = GrantInfo {
+            granted_by: entry.actor,
+            seq: entry.seq,
+        };
         match (&mut state, &entry.change) {
             (None, AccessChange::Create { readers, updaters }) => {
                 let mut s = AccessState {
@@ -96,7 +115,11 @@ pub fn replay(file_id: &[u8; 16], entries: &[Signed<AccessEntry>], keys: &dyn Ke
                     head: [0; 32],
                     seq: 0,
                 };
-                for r in readers.iter().chain(updaters.iter()).chain(std::iter::once(&entry.actor)) {
+                for r in readers
+                    .iter()
+                    .chain(updaters.iter())
+                    .chain(std::iter::once(&entry.actor))
+                {
                     s.readers.insert(*r, info.clone());
                 }
                 for u in updaters.iter().chain(std::iter::once(&entry.actor)) {
@@ -105,26 +128,44 @@ pub fn replay(file_id: &[u8; 16], entries: &[Signed<AccessEntry>], keys: &dyn Ke
                 state = Some(s);
             }
             (None, _) => return Err(fail(i, "the first entry must be the creator's".into())),
-            (Some(_), AccessChange::Create { .. }) => return Err(fail(i, "a second create entry".into())),
+            (Some(_), AccessChange::Create { .. }) => {
+                return Err(fail(i, "a second create entry".into()))
+            }
             (Some(s), AccessChange::Grant { member, right }) => {
                 let allowed = match right {
                     Right::Read => s.can_read(&entry.actor),
                     Right::Update => s.can_update(&entry.actor),
                 };
                 if !allowed {
-                    return Err(fail(i, format!("{} granted {:?} without holding it", entry.actor, right)));
+                    return Err(fail(
+                        i,
+                        format!("{} granted {:?} without holding it", entry.actor, right),
+                    ));
                 }
                 if keys.ed25519_of(member).is_none() {
-                    return Err(fail(i, format!("grant to {member}, who is not a vault member")));
+                    return Err(fail(
+                        i,
+                        format!("grant to {member}, who is not a vault member"),
+                    ));
                 }
                 s.readers.entry(*member).or_insert_with(|| info.clone());
                 if *right == Right::Update {
                     s.updaters.entry(*member).or_insert_with(|| info.clone());
                 }
             }
-            (Some(s), AccessChange::Revoke { member, right, content_pin }) => {
+            (
+                Some(s),
+                AccessChange::Revoke {
+                    member,
+                    right,
+                    content_pin,
+                },
+            ) => {
                 if !(s.can_update(&entry.actor) || entry.actor == *member) {
-                    return Err(fail(i, format!("{} revoked {member} without the update right", entry.actor)));
+                    return Err(fail(
+                        i,
+                        format!("{} revoked {member} without the update right", entry.actor),
+                    ));
                 }
                 if s.updaters.remove(member).is_some() {
                     s.pinned.insert(*member, *content_pin);
@@ -135,10 +176,16 @@ pub fn replay(file_id: &[u8; 16], entries: &[Signed<AccessEntry>], keys: &dyn Ke
             }
             (Some(s), AccessChange::Rotate { epoch }) => {
                 if !s.can_update(&entry.actor) {
-                    return Err(fail(i, format!("{} rotated without the update right", entry.actor)));
+                    return Err(fail(
+                        i,
+                        format!("{} rotated without the update right", entry.actor),
+                    ));
                 }
                 if *epoch != s.epoch + 1 {
-                    return Err(fail(i, format!("epoch {epoch} does not follow {}", s.epoch)));
+                    return Err(fail(
+                        i,
+                        format!("epoch {epoch} does not follow {}", s.epoch),
+                    ));
                 }
                 s.epoch = *epoch;
             }
@@ -154,7 +201,11 @@ pub fn replay(file_id: &[u8; 16], entries: &[Signed<AccessEntry>], keys: &dyn Ke
 }
 
 /// Builds the next entry of a chain, signed by `actor`.
-pub fn next_entry(state: &AccessState, actor: &crate::crypto::Identity, change: AccessChange) -> Signed<AccessEntry> {
+pub fn next_entry(
+    state: &AccessState,
+    actor: &crate::crypto::Identity,
+    change: AccessChange,
+) -> Signed<AccessEntry> {
     Signed::sign(
         &AccessEntry {
             file_id: state.file_id,
@@ -182,8 +233,17 @@ mod tests {
     }
 
     fn setup() -> (Identity, Identity, Identity, Keys) {
-        let (a, b, c) = (Identity::generate(), Identity::generate(), Identity::generate());
-        let keys = Keys([&a, &b, &c].iter().map(|i| (i.member_id(), i.public().ed25519)).collect());
+        let (a, b, c) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        let keys = Keys(
+            [&a, &b, &c]
+                .iter()
+                .map(|i| (i.member_id(), i.public().ed25519))
+                .collect(),
+        );
         (a, b, c, keys)
     }
 
@@ -195,7 +255,10 @@ mod tests {
                 prev: [0; 32],
                 actor: by.member_id(),
                 time_unix: 0,
-                change: AccessChange::Create { readers: vec![], updaters: vec![] },
+                change: AccessChange::Create {
+                    readers: vec![],
+                    updaters: vec![],
+                },
             },
             by,
         )
@@ -207,20 +270,54 @@ mod tests {
         let mut chain = vec![create(&a)];
         let s = replay(&[1; 16], &chain, &keys).unwrap();
         assert!(s.can_update(&a.member_id()) && !s.can_read(&b.member_id()));
-        chain.push(next_entry(&s, &a, AccessChange::Grant { member: b.member_id(), right: Right::Read }));
+        chain.push(next_entry(
+            &s,
+            &a,
+            AccessChange::Grant {
+                member: b.member_id(),
+                right: Right::Read,
+            },
+        ));
         let s = replay(&[1; 16], &chain, &keys).unwrap();
         assert!(s.can_read(&b.member_id()) && !s.can_update(&b.member_id()));
         // A reader passes read on.
         let mut ok = chain.clone();
-        ok.push(next_entry(&s, &b, AccessChange::Grant { member: c.member_id(), right: Right::Read }));
-        assert!(replay(&[1; 16], &ok, &keys).unwrap().can_read(&c.member_id()));
+        ok.push(next_entry(
+            &s,
+            &b,
+            AccessChange::Grant {
+                member: c.member_id(),
+                right: Right::Read,
+            },
+        ));
+        assert!(replay(&[1; 16], &ok, &keys)
+            .unwrap()
+            .can_read(&c.member_id()));
         // A reader cannot pass on (or give himself) update.
         let mut bad = chain.clone();
-        bad.push(next_entry(&s, &b, AccessChange::Grant { member: b.member_id(), right: Right::Update }));
-        assert!(matches!(replay(&[1; 16], &bad, &keys), Err(Error::Integrity { .. })));
+        bad.push(next_entry(
+            &s,
+            &b,
+            AccessChange::Grant {
+                member: b.member_id(),
+                right: Right::Update,
+            },
+        ));
+        assert!(matches!(
+            replay(&[1; 16], &bad, &keys),
+            Err(Error::Integrity { .. })
+        ));
         // Nor revoke others or rotate.
         let mut bad = chain.clone();
-        bad.push(next_entry(&s, &b, AccessChange::Revoke { member: a.member_id(), right: Right::Read, content_pin: [0; 32] }));
+        bad.push(next_entry(
+            &s,
+            &b,
+            AccessChange::Revoke {
+                member: a.member_id(),
+                right: Right::Read,
+                content_pin: [0; 32],
+            },
+        ));
         assert!(replay(&[1; 16], &bad, &keys).is_err());
         let mut bad = chain.clone();
         bad.push(next_entry(&s, &b, AccessChange::Rotate { epoch: 1 }));
@@ -232,12 +329,25 @@ mod tests {
         let (a, b, _c, keys) = setup();
         let chain = vec![create(&a)];
         let s = replay(&[1; 16], &chain, &keys).unwrap();
-        let e1 = next_entry(&s, &a, AccessChange::Grant { member: b.member_id(), right: Right::Read });
+        let e1 = next_entry(
+            &s,
+            &a,
+            AccessChange::Grant {
+                member: b.member_id(),
+                right: Right::Read,
+            },
+        );
         let mut tampered = e1.clone();
         tampered.body[20] ^= 1;
         assert!(replay(&[1; 16], &[chain[0].clone(), tampered], &keys).is_err());
-        assert!(replay(&[1; 16], &[e1.clone(), chain[0].clone()], &keys).is_err(), "reordered");
-        assert!(replay(&[2; 16], &chain, &keys).is_err(), "other file's list");
+        assert!(
+            replay(&[1; 16], &[e1.clone(), chain[0].clone()], &keys).is_err(),
+            "reordered"
+        );
+        assert!(
+            replay(&[2; 16], &chain, &keys).is_err(),
+            "other file's list"
+        );
         let mut resigned = e1.clone();
         resigned.signer = b.member_id();
         assert!(replay(&[1; 16], &[chain[0].clone(), resigned], &keys).is_err());
@@ -248,12 +358,35 @@ mod tests {
         let (a, b, _c, keys) = setup();
         let mut chain = vec![create(&a)];
         let s = replay(&[1; 16], &chain, &keys).unwrap();
-        chain.push(next_entry(&s, &a, AccessChange::Grant { member: b.member_id(), right: Right::Update }));
+        chain.push(next_entry(
+            &s,
+            &a,
+            AccessChange::Grant {
+                member: b.member_id(),
+                right: Right::Update,
+            },
+        ));
         let s = replay(&[1; 16], &chain, &keys).unwrap();
-        chain.push(next_entry(&s, &b, AccessChange::Revoke { member: a.member_id(), right: Right::Read, content_pin: [0; 32] }));
+        chain.push(next_entry(
+            &s,
+            &b,
+            AccessChange::Revoke {
+                member: a.member_id(),
+                right: Right::Read,
+                content_pin: [0; 32],
+            },
+        ));
         let s = replay(&[1; 16], &chain, &keys).unwrap();
         assert!(!s.can_read(&a.member_id()));
-        chain.push(next_entry(&s, &b, AccessChange::Revoke { member: b.member_id(), right: Right::Update, content_pin: [0; 32] }));
+        chain.push(next_entry(
+            &s,
+            &b,
+            AccessChange::Revoke {
+                member: b.member_id(),
+                right: Right::Update,
+                content_pin: [0; 32],
+            },
+        ));
         let s = replay(&[1; 16], &chain, &keys).unwrap();
         assert!(s.can_read(&b.member_id()) && !s.can_update(&b.member_id()));
     }

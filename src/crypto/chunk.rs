@@ -43,7 +43,13 @@ pub fn seal_with_nonce(
     let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
     let ad = aad(file_id, epoch, index);
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad: &ad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plain,
+                aad: &ad,
+            },
+        )
         .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(&nonce);
@@ -52,7 +58,13 @@ pub fn seal_with_nonce(
 }
 
 /// Decrypts one stored chunk; `None` when it fails authentication.
-pub fn open(key: &SecretKey, file_id: &[u8; 16], epoch: u32, index: u64, stored: &[u8]) -> Option<Vec<u8>> {
+pub fn open(
+    key: &SecretKey,
+    file_id: &[u8; 16],
+    epoch: u32,
+    index: u64,
+    stored: &[u8],
+) -> Option<Vec<u8>> {
     if stored.len() < OVERHEAD {
         return None;
     }
@@ -61,7 +73,10 @@ pub fn open(key: &SecretKey, file_id: &[u8; 16], epoch: u32, index: u64, stored:
     cipher
         .decrypt(
             XNonce::from_slice(&stored[..NONCE_LEN]),
-            Payload { msg: &stored[NONCE_LEN..], aad: &ad },
+            Payload {
+                msg: &stored[NONCE_LEN..],
+                aad: &ad,
+            },
         )
         .ok()
 }
@@ -83,16 +98,28 @@ mod tests {
             crate::crypto::hex(&stored[24..]),
             "d2c11be5174b6058e4f24dd6eee329ca8589eda6f7e4d2b56d7f2627"
         );
-        assert_eq!(open(&key(), &[0x22; 16], 3, 5, &stored).unwrap(), b"hello coffer");
+        assert_eq!(
+            open(&key(), &[0x22; 16], 3, 5, &stored).unwrap(),
+            b"hello coffer"
+        );
     }
 
     #[test]
     fn aad_binds_file_epoch_and_index() {
         let stored = seal(&key(), &[1; 16], 0, 0, b"data");
         assert!(open(&key(), &[1; 16], 0, 0, &stored).is_some());
-        assert!(open(&key(), &[2; 16], 0, 0, &stored).is_none(), "other file");
-        assert!(open(&key(), &[1; 16], 1, 0, &stored).is_none(), "other epoch");
-        assert!(open(&key(), &[1; 16], 0, 1, &stored).is_none(), "other index");
+        assert!(
+            open(&key(), &[2; 16], 0, 0, &stored).is_none(),
+            "other file"
+        );
+        assert!(
+            open(&key(), &[1; 16], 1, 0, &stored).is_none(),
+            "other epoch"
+        );
+        assert!(
+            open(&key(), &[1; 16], 0, 1, &stored).is_none(),
+            "other index"
+        );
         assert!(open(&SecretKey::from_bytes([9; 32]), &[1; 16], 0, 0, &stored).is_none());
     }
 

@@ -85,7 +85,10 @@ impl PublicIdentity {
                 "not a coffer public key ({why}); it looks like `coffer1...` as printed by `coffer pubkey`"
             ))
         };
-        let body = text.trim().strip_prefix(PUBKEY_PREFIX).ok_or_else(|| bad("wrong prefix"))?;
+        let body = text
+            .trim()
+            .strip_prefix(PUBKEY_PREFIX)
+            .ok_or_else(|| bad("wrong prefix"))?;
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|_| bad("not base64url"))?;
@@ -182,10 +185,19 @@ fn default_kdf_cost() -> (u32, u32, u32) {
     }
 }
 
-fn passphrase_key(pass: &[u8], salt: &[u8; 16], m: u32, t: u32, p: u32) -> Result<Zeroizing<[u8; 32]>> {
+fn passphrase_key(
+    pass: &[u8],
+    salt: &[u8; 16],
+    m: u32,
+    t: u32,
+    p: u32,
+) -> Result<Zeroizing<[u8; 32]>> {
     // Bound the cost a hostile identity file can make us spend.
     if m > 4 * 1024 * 1024 || t > 64 || p > 16 {
-        return Err(Error::corrupt("identity file", "passphrase KDF cost out of range"));
+        return Err(Error::corrupt(
+            "identity file",
+            "passphrase KDF cost out of range",
+        ));
     }
     let params = Params::new(m, t, p, Some(32))
         .map_err(|e| Error::corrupt("identity file", format!("bad KDF parameters: {e}")))?;
@@ -204,7 +216,13 @@ pub fn seal_seed(seed: &[u8; 32], passphrase: &[u8]) -> Result<PassphraseSeal> {
     let nonce: [u8; 24] = super::random_bytes();
     let key = passphrase_key(passphrase, &salt, m, t, p)?;
     let sealed_seed = XChaCha20Poly1305::new(key.as_ref().into())
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: seed, aad: SEAL_AAD })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: seed,
+                aad: SEAL_AAD,
+            },
+        )
         .map_err(|_| Error::Other("sealing identity failed".into()))?;
     Ok(PassphraseSeal {
         salt,
@@ -217,17 +235,29 @@ pub fn seal_seed(seed: &[u8; 32], passphrase: &[u8]) -> Result<PassphraseSeal> {
 }
 
 pub fn open_seed(seal: &PassphraseSeal, passphrase: &[u8]) -> Result<[u8; 32]> {
-    let key = passphrase_key(passphrase, &seal.salt, seal.m_cost_kib, seal.t_cost, seal.p_cost)?;
+    let key = passphrase_key(
+        passphrase,
+        &seal.salt,
+        seal.m_cost_kib,
+        seal.t_cost,
+        seal.p_cost,
+    )?;
     let plain = Zeroizing::new(
         XChaCha20Poly1305::new(key.as_ref().into())
             .decrypt(
                 XNonce::from_slice(&seal.nonce),
-                Payload { msg: &seal.sealed_seed, aad: SEAL_AAD },
+                Payload {
+                    msg: &seal.sealed_seed,
+                    aad: SEAL_AAD,
+                },
             )
             .map_err(|_| Error::AccessDenied("wrong passphrase for this identity file".into()))?,
     );
     if plain.len() != 32 {
-        return Err(Error::corrupt("identity file", "sealed seed has the wrong length"));
+        return Err(Error::corrupt(
+            "identity file",
+            "sealed seed has the wrong length",
+        ));
     }
     let mut seed = [0u8; 32];
     seed.copy_from_slice(&plain);
@@ -262,7 +292,10 @@ mod tests {
         let i = chars.len() - 10;
         chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
         let typo: String = chars.into_iter().collect();
-        assert!(matches!(PublicIdentity::decode(&typo), Err(Error::BadInput(_))));
+        assert!(matches!(
+            PublicIdentity::decode(&typo),
+            Err(Error::BadInput(_))
+        ));
         assert!(PublicIdentity::decode("age1xyz").is_err());
     }
 
@@ -271,14 +304,25 @@ mod tests {
         std::env::set_var("COFFER_TEST_FAST_KDF", "1");
         let seal = seal_seed(&[5; 32], b"correct horse").unwrap();
         assert_eq!(open_seed(&seal, b"correct horse").unwrap(), [5; 32]);
-        assert!(matches!(open_seed(&seal, b"wrong"), Err(Error::AccessDenied(_))));
+        assert!(matches!(
+            open_seed(&seal, b"wrong"),
+            Err(Error::AccessDenied(_))
+        ));
     }
 
     #[test]
     fn signatures_verify_with_public_key() {
         let id = Identity::generate();
         let sig = id.sign(b"message");
-        assert!(crate::crypto::sign::verify(&id.public().ed25519, b"message", &sig));
-        assert!(!crate::crypto::sign::verify(&id.public().ed25519, b"messagE", &sig));
+        assert!(crate::crypto::sign::verify(
+            &id.public().ed25519,
+            b"message",
+            &sig
+        ));
+        assert!(!crate::crypto::sign::verify(
+            &id.public().ed25519,
+            b"messagE",
+            &sig
+        ));
     }
 }

@@ -124,10 +124,24 @@ mod tests {
         let c = cipher();
         let a = c.encrypt(NameKind::Entry, &[1; 16], b"report.txt");
         assert_eq!(a, c.encrypt(NameKind::Entry, &[1; 16], b"report.txt"));
-        assert_ne!(a, c.encrypt(NameKind::Entry, &[2; 16], b"report.txt"), "per directory");
-        assert_ne!(a, c.encrypt(NameKind::SymlinkTarget, &[1; 16], b"report.txt"), "per kind");
-        assert_eq!(c.decrypt(NameKind::Entry, &[1; 16], &a).unwrap(), b"report.txt");
-        assert!(c.decrypt(NameKind::Entry, &[2; 16], &a).is_none(), "moved to another dir");
+        assert_ne!(
+            a,
+            c.encrypt(NameKind::Entry, &[2; 16], b"report.txt"),
+            "per directory"
+        );
+        assert_ne!(
+            a,
+            c.encrypt(NameKind::SymlinkTarget, &[1; 16], b"report.txt"),
+            "per kind"
+        );
+        assert_eq!(
+            c.decrypt(NameKind::Entry, &[1; 16], &a).unwrap(),
+            b"report.txt"
+        );
+        assert!(
+            c.decrypt(NameKind::Entry, &[2; 16], &a).is_none(),
+            "moved to another dir"
+        );
         assert!(!a.windows(6).any(|w| w == b"report"), "name is not visible");
     }
 

@@ -24,7 +24,13 @@ pub struct Wrap {
     pub sealed: Vec<u8>,
 }
 
-fn wrap_key(shared: &[u8; 32], eph: &[u8; 32], recipient: &[u8; 32], file_id: &[u8; 16], epoch: u32) -> Zeroizing<[u8; 32]> {
+fn wrap_key(
+    shared: &[u8; 32],
+    eph: &[u8; 32],
+    recipient: &[u8; 32],
+    file_id: &[u8; 16],
+    epoch: u32,
+) -> Zeroizing<[u8; 32]> {
     let mut h = blake3::Hasher::new_derive_key(WRAP_CONTEXT);
     h.update(shared);
     h.update(eph);
@@ -45,7 +51,12 @@ fn wrap_aad(recipient: &MemberId, file_id: &[u8; 16], epoch: u32) -> Vec<u8> {
 
 /// Wraps `key` for the member with the given public keys. `file_id` may be a vault
 /// id for vault-wide keys (the name key); `epoch` separates key generations.
-pub fn wrap(key: &SecretKey, recipient: &super::PublicIdentity, file_id: &[u8; 16], epoch: u32) -> Result<Wrap> {
+pub fn wrap(
+    key: &SecretKey,
+    recipient: &super::PublicIdentity,
+    file_id: &[u8; 16],
+    epoch: u32,
+) -> Result<Wrap> {
     loop {
         let eph = x25519_dalek::StaticSecret::random_from_rng(rand_core::OsRng);
         let eph_pub = x25519_dalek::PublicKey::from(&eph).to_bytes();
@@ -57,23 +68,38 @@ pub fn wrap(key: &SecretKey, recipient: &super::PublicIdentity, file_id: &[u8; 1
                 recipient.member_id()
             )));
         }
-        let wk = wrap_key(shared.as_bytes(), &eph_pub, &recipient.x25519, file_id, epoch);
+        let wk = wrap_key(
+            shared.as_bytes(),
+            &eph_pub,
+            &recipient.x25519,
+            file_id,
+            epoch,
+        );
         let rid = recipient.member_id();
         let Ok(sealed) = XChaCha20Poly1305::new(wk.as_ref().into()).encrypt(
             // The wrap key is used exactly once, so a fixed nonce is safe here.
             XNonce::from_slice(&[0u8; 24]),
-            Payload { msg: key.as_bytes(), aad: &wrap_aad(&rid, file_id, epoch) },
+            Payload {
+                msg: key.as_bytes(),
+                aad: &wrap_aad(&rid, file_id, epoch),
+            },
         ) else {
             continue;
         };
-        return Ok(Wrap { recipient: rid, ephemeral: eph_pub, sealed });
+        return Ok(Wrap {
+            recipient: rid,
+            ephemeral: eph_pub,
+            sealed,
+        });
     }
 }
 
 /// Checks that a public key can receive wraps (not low order).
 pub fn is_valid_recipient(x25519: &[u8; 32]) -> bool {
     let probe = x25519_dalek::StaticSecret::from([0x5a; 32]);
-    probe.diffie_hellman(&x25519_dalek::PublicKey::from(*x25519)).was_contributory()
+    probe
+        .diffie_hellman(&x25519_dalek::PublicKey::from(*x25519))
+        .was_contributory()
 }
 
 /// Unwraps a stanza addressed to `me`; `None` if it is not for us or fails.
@@ -87,12 +113,21 @@ pub fn unwrap(stanza: &Wrap, me: &Identity, file_id: &[u8; 16], epoch: u32) -> O
     if !shared.was_contributory() {
         return None;
     }
-    let wk = wrap_key(shared.as_bytes(), &stanza.ephemeral, &me.public().x25519, file_id, epoch);
+    let wk = wrap_key(
+        shared.as_bytes(),
+        &stanza.ephemeral,
+        &me.public().x25519,
+        file_id,
+        epoch,
+    );
     let plain = Zeroizing::new(
         XChaCha20Poly1305::new(wk.as_ref().into())
             .decrypt(
                 XNonce::from_slice(&[0u8; 24]),
-                Payload { msg: &stanza.sealed, aad: &wrap_aad(&stanza.recipient, file_id, epoch) },
+                Payload {
+                    msg: &stanza.sealed,
+                    aad: &wrap_aad(&stanza.recipient, file_id, epoch),
+                },
             )
             .ok()?,
     );
@@ -114,8 +149,14 @@ mod tests {
         assert_eq!(w.sealed.len(), WRAPPED_LEN);
         assert_eq!(unwrap(&w, &alice, &[3; 16], 2).unwrap(), key);
         assert!(unwrap(&w, &bob, &[3; 16], 2).is_none());
-        assert!(unwrap(&w, &alice, &[4; 16], 2).is_none(), "bound to the file id");
-        assert!(unwrap(&w, &alice, &[3; 16], 1).is_none(), "bound to the epoch");
+        assert!(
+            unwrap(&w, &alice, &[4; 16], 2).is_none(),
+            "bound to the file id"
+        );
+        assert!(
+            unwrap(&w, &alice, &[3; 16], 1).is_none(),
+            "bound to the epoch"
+        );
     }
 
     #[test]
@@ -124,10 +165,16 @@ mod tests {
         let key = SecretKey::generate();
         let mut w = wrap(&key, alice.public(), &[3; 16], 0).unwrap();
         w.sealed.pop();
-        assert!(unwrap(&w, &alice, &[3; 16], 0).is_none(), "wrong body length");
+        assert!(
+            unwrap(&w, &alice, &[3; 16], 0).is_none(),
+            "wrong body length"
+        );
         let mut w = wrap(&key, alice.public(), &[3; 16], 0).unwrap();
         w.ephemeral = [0; 32];
-        assert!(unwrap(&w, &alice, &[3; 16], 0).is_none(), "non-contributory ephemeral");
+        assert!(
+            unwrap(&w, &alice, &[3; 16], 0).is_none(),
+            "non-contributory ephemeral"
+        );
     }
 
     #[test]

@@ -37,11 +37,18 @@ impl DataHeader {
         super::check_version(format_version)?;
         let chunk_log2 = bytes[6];
         if !(MIN_CHUNK_LOG2..=MAX_CHUNK_LOG2).contains(&chunk_log2) {
-            return Err(Error::corrupt("content file", format!("chunk size 2^{chunk_log2} out of range")));
+            return Err(Error::corrupt(
+                "content file",
+                format!("chunk size 2^{chunk_log2} out of range"),
+            ));
         }
         let mut file_id = [0u8; 16];
         file_id.copy_from_slice(&bytes[8..24]);
-        Ok(DataHeader { format_version, chunk_log2, file_id })
+        Ok(DataHeader {
+            format_version,
+            chunk_log2,
+            file_id,
+        })
     }
 }
 
@@ -82,7 +89,10 @@ impl Layout {
         if n == 0 {
             return HEADER_LEN;
         }
-        HEADER_LEN + (n - 1) * self.slot_size() + self.chunk_plain_len(size, n - 1) as u64 + OVERHEAD as u64
+        HEADER_LEN
+            + (n - 1) * self.slot_size()
+            + self.chunk_plain_len(size, n - 1) as u64
+            + OVERHEAD as u64
     }
 
     /// Plaintext size implied by a content file's length (inverse of `stored_len`
@@ -104,14 +114,21 @@ mod tests {
 
     #[test]
     fn header_round_trip() {
-        let h = DataHeader { format_version: 1, chunk_log2: 16, file_id: [9; 16] };
+        let h = DataHeader {
+            format_version: 1,
+            chunk_log2: 16,
+            file_id: [9; 16],
+        };
         assert_eq!(DataHeader::decode(&h.encode()).unwrap(), h);
         let mut bad = h.encode();
         bad[0] = b'X';
         assert!(DataHeader::decode(&bad).is_err());
         let mut newer = h.encode();
         newer[4] = 99;
-        assert!(matches!(DataHeader::decode(&newer), Err(Error::UnsupportedVersion { .. })));
+        assert!(matches!(
+            DataHeader::decode(&newer),
+            Err(Error::UnsupportedVersion { .. })
+        ));
     }
 
     #[test]

@@ -28,14 +28,42 @@ pub struct Kind {
     pub max_len: usize,
 }
 
-pub const VAULT_CONFIG: Kind = Kind { name: "vault config", magic: *b"CFRV", max_len: 4096 };
-pub const MEMBER: Kind = Kind { name: "member record", magic: *b"CFRM", max_len: 8192 };
-pub const IDENTITY: Kind = Kind { name: "identity file", magic: *b"CFRI", max_len: 4096 };
-pub const DIR: Kind = Kind { name: "directory record", magic: *b"CFRD", max_len: 1 << 20 };
+pub const VAULT_CONFIG: Kind = Kind {
+    name: "vault config",
+    magic: *b"CFRV",
+    max_len: 4096,
+};
+pub const MEMBER: Kind = Kind {
+    name: "member record",
+    magic: *b"CFRM",
+    max_len: 8192,
+};
+pub const IDENTITY: Kind = Kind {
+    name: "identity file",
+    magic: *b"CFRI",
+    max_len: 4096,
+};
+pub const DIR: Kind = Kind {
+    name: "directory record",
+    magic: *b"CFRD",
+    max_len: 1 << 20,
+};
 /// Large enough for the chunk list of a ~100 GiB file at 64 KiB chunks.
-pub const SIDECAR: Kind = Kind { name: "file sidecar", magic: *b"CFRS", max_len: 64 << 20 };
-pub const JOURNAL: Kind = Kind { name: "write journal", magic: *b"CFRJ", max_len: 256 << 20 };
-pub const LONG_NAME: Kind = Kind { name: "long name", magic: *b"CFRN", max_len: 8192 };
+pub const SIDECAR: Kind = Kind {
+    name: "file sidecar",
+    magic: *b"CFRS",
+    max_len: 64 << 20,
+};
+pub const JOURNAL: Kind = Kind {
+    name: "write journal",
+    magic: *b"CFRJ",
+    max_len: 256 << 20,
+};
+pub const LONG_NAME: Kind = Kind {
+    name: "long name",
+    magic: *b"CFRN",
+    max_len: 8192,
+};
 
 /// postcard encoding of a record without magic (used for signed bodies).
 pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
@@ -43,13 +71,24 @@ pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Size-limited postcard decode that must consume all input.
-pub fn from_bytes<T: DeserializeOwned>(kind: &'static str, max_len: usize, bytes: &[u8]) -> Result<T> {
+pub fn from_bytes<T: DeserializeOwned>(
+    kind: &'static str,
+    max_len: usize,
+    bytes: &[u8],
+) -> Result<T> {
     if bytes.len() > max_len {
-        return Err(Error::corrupt(kind, format!("{} bytes exceeds the limit of {max_len}", bytes.len())));
+        return Err(Error::corrupt(
+            kind,
+            format!("{} bytes exceeds the limit of {max_len}", bytes.len()),
+        ));
     }
-    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| Error::corrupt(kind, e.to_string()))?;
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|e| Error::corrupt(kind, e.to_string()))?;
     if !rest.is_empty() {
-        return Err(Error::corrupt(kind, format!("{} trailing bytes", rest.len())));
+        return Err(Error::corrupt(
+            kind,
+            format!("{} trailing bytes", rest.len()),
+        ));
     }
     Ok(value)
 }
@@ -63,7 +102,10 @@ pub fn encode_file<T: Serialize>(kind: Kind, value: &T) -> Vec<u8> {
 
 pub fn decode_file<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T> {
     if bytes.len() < 4 || bytes[..4] != kind.magic {
-        return Err(Error::corrupt(kind.name, "wrong magic bytes (not a coffer file of this kind)"));
+        return Err(Error::corrupt(
+            kind.name,
+            "wrong magic bytes (not a coffer file of this kind)",
+        ));
     }
     from_bytes(kind.name, kind.max_len, &bytes[4..])
 }
@@ -71,7 +113,10 @@ pub fn decode_file<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T> {
 /// Rejects records written by a newer coffer with a clear message.
 pub fn check_version(found: u16) -> Result<()> {
     if found > FORMAT_VERSION || found == 0 {
-        return Err(Error::UnsupportedVersion { found, supported: FORMAT_VERSION });
+        return Err(Error::UnsupportedVersion {
+            found,
+            supported: FORMAT_VERSION,
+        });
     }
     Ok(())
 }

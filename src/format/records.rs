@@ -88,15 +88,27 @@ pub struct AccessEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccessChange {
     /// The creator's first entry: the starting readers and updaters.
-    Create { readers: Vec<MemberId>, updaters: Vec<MemberId> },
-    Grant { member: MemberId, right: Right },
+    Create {
+        readers: Vec<MemberId>,
+        updaters: Vec<MemberId>,
+    },
+    Grant {
+        member: MemberId,
+        right: Right,
+    },
     /// Takes `right` (Read takes Update too). `content_pin` is the hash of the
     /// signed manifest current at the revocation: the revoker vouches for it, so
     /// content the revoked member wrote before stays valid and nothing they sign
     /// later is accepted.
-    Revoke { member: MemberId, right: Right, content_pin: [u8; 32] },
+    Revoke {
+        member: MemberId,
+        right: Right,
+        content_pin: [u8; 32],
+    },
     /// A new key epoch: from now on content is written under `epoch`.
-    Rotate { epoch: u32 },
+    Rotate {
+        epoch: u32,
+    },
 }
 
 impl SignedBody for AccessEntry {

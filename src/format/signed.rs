@@ -48,7 +48,12 @@ impl<T> Eq for Signed<T> {}
 
 impl<T> std::fmt::Debug for Signed<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Signed({} body bytes by {})", self.body.len(), self.signer)
+        write!(
+            f,
+            "Signed({} body bytes by {})",
+            self.body.len(),
+            self.signer
+        )
     }
 }
 
@@ -63,18 +68,25 @@ impl<T: SignedBody> Signed<T> {
     pub fn sign(value: &T, by: &Identity) -> Self {
         let body = super::to_bytes(value);
         let signature = by.sign(&message(T::DOMAIN, &body)).to_vec();
-        Signed { body, signer: by.member_id(), signature, _marker: PhantomData }
+        Signed {
+            body,
+            signer: by.member_id(),
+            signature,
+            _marker: PhantomData,
+        }
     }
 
     /// Verifies against the signer's Ed25519 key, then decodes.
     pub fn verify(&self, signer_ed25519: &[u8; 32]) -> Result<T> {
-        let sig: [u8; 64] = self
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::integrity(format!("{}: signature has the wrong length", T::KIND)))?;
+        let sig: [u8; 64] = self.signature.as_slice().try_into().map_err(|_| {
+            Error::integrity(format!("{}: signature has the wrong length", T::KIND))
+        })?;
         if !sign::verify(signer_ed25519, &message(T::DOMAIN, &self.body), &sig) {
-            return Err(Error::integrity(format!("{}: bad signature by {}", T::KIND, self.signer)));
+            return Err(Error::integrity(format!(
+                "{}: bad signature by {}",
+                T::KIND,
+                self.signer
+            )));
         }
         super::from_bytes(T::KIND, T::MAX_LEN, &self.body)
     }

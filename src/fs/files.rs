@@ -18,7 +18,8 @@ impl Inner {
         if let Some(st) = self.open.lock().unwrap().get(&ino).cloned() {
             let mut f = st.file.lock().unwrap();
             // Pick up another mount's commit if we hold nothing unwritten.
-            f.refresh(&self.vault).map_err(|e| self.fail(&format!("open {}", self.display(path)), e))?;
+            f.refresh(&self.vault)
+                .map_err(|e| self.fail(&format!("open {}", self.display(path)), e))?;
             drop(f);
             return Ok(st);
         }
@@ -26,7 +27,10 @@ impl Inner {
             .vault
             .open_file(path, self.display(path))
             .map_err(|e| self.fail(&format!("open {}", self.display(path)), e))?;
-        let st = Arc::new(OpenState { file: Mutex::new(file), opens: 0.into() });
+        let st = Arc::new(OpenState {
+            file: Mutex::new(file),
+            opens: 0.into(),
+        });
         let mut open = self.open.lock().unwrap();
         Ok(open.entry(ino).or_insert(st).clone())
     }
@@ -42,7 +46,11 @@ impl Inner {
         let keep_cache = {
             let f = st.file.lock().unwrap();
             if !f.can_read(&self.vault) {
-                log::info!("open {}: denied, {} holds no read right", self.display(&path), self.vault.me.member_id());
+                log::info!(
+                    "open {}: denied, {} holds no read right",
+                    self.display(&path),
+                    self.vault.me.member_id()
+                );
                 return Err(libc::EACCES);
             }
             if write && !f.can_update(&self.vault) {
@@ -57,10 +65,16 @@ impl Inner {
         };
         if flags & libc::O_TRUNC != 0 && write {
             let mut f = st.file.lock().unwrap();
-            f.truncate(&self.vault, 0).map_err(|e| self.fail("truncate on open", e))?;
+            f.truncate(&self.vault, 0)
+                .map_err(|e| self.fail("truncate on open", e))?;
         }
         st.opens.fetch_add(1, Ordering::SeqCst);
-        let fh = self.new_handle(Handle::File { ino, state: st, write, append: flags & libc::O_APPEND != 0 });
+        let fh = self.new_handle(Handle::File {
+            ino,
+            state: st,
+            write,
+            append: flags & libc::O_APPEND != 0,
+        });
         let mut fl = FopenFlags::empty();
         if keep_cache {
             fl |= FopenFlags::FOPEN_KEEP_CACHE;
@@ -68,13 +82,23 @@ impl Inner {
         Ok((fh, fl))
     }
 
-    pub fn create(&self, parent: u64, name: &OsStr, mode: u32, uid: u32, gid: u32, flags: i32) -> FsResult<(FileAttr, u64)> {
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        flags: i32,
+    ) -> FsResult<(FileAttr, u64)> {
         if self.vault.read_only {
             return Err(libc::EROFS);
         }
         let (path, bn) = self.child_path(parent, name)?;
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        self.vault.write_long_name(&dir, &bn).map_err(|e| self.fail("create", e))?;
+        self.vault
+            .write_long_name(&dir, &bn)
+            .map_err(|e| self.fail("create", e))?;
         let file = self
             .vault
             .create_file(&path, mode, self.display(&path))
@@ -82,14 +106,26 @@ impl Inner {
         self.chown_to(&path, uid, gid);
         self.note_link(Some(file.file_id), &dir, &bn.name, true)?;
         let m = std::fs::symlink_metadata(&path).map_err(Inner::io_err)?;
-        let ino = self.inodes.lock().unwrap().ino_for(std::os::unix::fs::MetadataExt::ino(&m));
+        let ino = self
+            .inodes
+            .lock()
+            .unwrap()
+            .ino_for(std::os::unix::fs::MetadataExt::ino(&m));
         let version = file.sidecar().manifest.hash();
-        let st = Arc::new(OpenState { file: Mutex::new(file), opens: 1.into() });
+        let st = Arc::new(OpenState {
+            file: Mutex::new(file),
+            opens: 1.into(),
+        });
         self.open.lock().unwrap().insert(ino, st.clone());
         self.seen_versions.lock().unwrap().insert(ino, version);
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
-        let fh = self.new_handle(Handle::File { ino, state: st, write, append: flags & libc::O_APPEND != 0 });
+        let fh = self.new_handle(Handle::File {
+            ino,
+            state: st,
+            write,
+            append: flags & libc::O_APPEND != 0,
+        });
         let attr = self.entry(&path)?;
         Ok((attr, fh))
     }
@@ -98,7 +134,12 @@ impl Inner {
         let h = self.handle(fh)?;
         let h = h.lock().unwrap();
         match &*h {
-            Handle::File { ino, state, write, append } => Ok((*ino, state.clone(), *write, *append)),
+            Handle::File {
+                ino,
+                state,
+                write,
+                append,
+            } => Ok((*ino, state.clone(), *write, *append)),
             Handle::Dir { .. } => Err(libc::EISDIR),
         }
     }
@@ -107,7 +148,8 @@ impl Inner {
         let (_, st, _, _) = self.file_handle(fh)?;
         let mut f = st.file.lock().unwrap();
         let display = f.display.clone();
-        f.read(offset, size as usize).map_err(|e| self.fail(&format!("read {display}"), e))
+        f.read(offset, size as usize)
+            .map_err(|e| self.fail(&format!("read {display}"), e))
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
@@ -118,7 +160,8 @@ impl Inner {
         let mut f = st.file.lock().unwrap();
         let at = if append { f.size() } else { offset };
         let display = f.display.clone();
-        f.write(&self.vault, at, data).map_err(|e| self.fail(&format!("write {display}"), e))?;
+        f.write(&self.vault, at, data)
+            .map_err(|e| self.fail(&format!("write {display}"), e))?;
         Ok(data.len() as u32)
     }
 
@@ -128,7 +171,8 @@ impl Inner {
             return Ok(());
         }
         let display = f.display.clone();
-        f.commit(&self.vault, durability).map_err(|e| self.fail(&format!("commit {display}"), e))
+        f.commit(&self.vault, durability)
+            .map_err(|e| self.fail(&format!("commit {display}"), e))
     }
 
     pub fn flush(&self, fh: u64) -> FsResult<()> {
@@ -148,7 +192,9 @@ impl Inner {
         let h = self.handles.lock().unwrap().remove(&fh);
         let Some(h) = h else { return Err(libc::EBADF) };
         let h = h.lock().unwrap();
-        let Handle::File { ino, state, .. } = &*h else { return Ok(()) };
+        let Handle::File { ino, state, .. } = &*h else {
+            return Ok(());
+        };
         let result = self.commit(state, Durability::Lazy);
         if state.opens.fetch_sub(1, Ordering::SeqCst) == 1 {
             let mut open = self.open.lock().unwrap();
@@ -175,8 +221,11 @@ impl Inner {
             return Err(libc::EACCES);
         }
         let display = f.display.clone();
-        f.truncate(&self.vault, size).map_err(|e| self.fail(&format!("truncate {display}"), e))?;
-        let r = f.commit(&self.vault, Durability::Lazy).map_err(|e| self.fail(&format!("truncate {display}"), e));
+        f.truncate(&self.vault, size)
+            .map_err(|e| self.fail(&format!("truncate {display}"), e))?;
+        let r = f
+            .commit(&self.vault, Durability::Lazy)
+            .map_err(|e| self.fail(&format!("truncate {display}"), e));
         drop(f);
         if st.opens.load(Ordering::SeqCst) == 0 {
             self.open.lock().unwrap().remove(&ino);
@@ -208,7 +257,8 @@ impl Inner {
         }
         let st = self.open_state(ino, &path)?;
         let f = st.file.lock().unwrap();
-        let ok = (mask & libc::R_OK == 0 || f.can_read(&self.vault)) && (mask & libc::W_OK == 0 || f.can_update(&self.vault));
+        let ok = (mask & libc::R_OK == 0 || f.can_read(&self.vault))
+            && (mask & libc::W_OK == 0 || f.can_update(&self.vault));
         drop(f);
         if st.opens.load(Ordering::SeqCst) == 0 {
             self.open.lock().unwrap().remove(&ino);

@@ -22,8 +22,17 @@ pub struct InodeTable {
 impl InodeTable {
     pub fn new(root_path: PathBuf, root_backing_ino: u64) -> Self {
         let mut nodes = HashMap::new();
-        nodes.insert(ROOT, Node { paths: vec![root_path], lookups: 1 });
-        InodeTable { root_backing_ino, nodes }
+        nodes.insert(
+            ROOT,
+            Node {
+                paths: vec![root_path],
+                lookups: 1,
+            },
+        );
+        InodeTable {
+            root_backing_ino,
+            nodes,
+        }
     }
 
     /// FUSE inode for a backing inode number.
@@ -43,7 +52,10 @@ impl InodeTable {
 
     /// Records a lookup of `ino` at `path` (the kernel now holds one more reference).
     pub fn remember(&mut self, ino: u64, path: &Path) {
-        let node = self.nodes.entry(ino).or_insert_with(|| Node { paths: Vec::new(), lookups: 0 });
+        let node = self.nodes.entry(ino).or_insert_with(|| Node {
+            paths: Vec::new(),
+            lookups: 0,
+        });
         node.lookups += 1;
         if let Some(pos) = node.paths.iter().position(|p| p == path) {
             // Most recently confirmed path first.
@@ -77,7 +89,11 @@ impl InodeTable {
         for node in self.nodes.values_mut() {
             for p in node.paths.iter_mut() {
                 if let Ok(rest) = p.strip_prefix(from) {
-                    *p = if rest.as_os_str().is_empty() { to.to_path_buf() } else { to.join(rest) };
+                    *p = if rest.as_os_str().is_empty() {
+                        to.to_path_buf()
+                    } else {
+                        to.join(rest)
+                    };
                 }
             }
         }

@@ -49,8 +49,15 @@ pub(crate) struct OpenState {
 }
 
 pub(crate) enum Handle {
-    File { ino: u64, state: Arc<OpenState>, write: bool, append: bool },
-    Dir { entries: Vec<(u64, fuser::FileType, std::ffi::OsString)> },
+    File {
+        ino: u64,
+        state: Arc<OpenState>,
+        write: bool,
+        append: bool,
+    },
+    Dir {
+        entries: Vec<(u64, fuser::FileType, std::ffi::OsString)>,
+    },
 }
 
 pub(crate) struct Inner {
@@ -114,18 +121,31 @@ impl Inner {
 
     pub fn new_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().unwrap().insert(fh, Arc::new(Mutex::new(h)));
+        self.handles
+            .lock()
+            .unwrap()
+            .insert(fh, Arc::new(Mutex::new(h)));
         fh
     }
 
     pub fn handle(&self, fh: u64) -> FsResult<Arc<Mutex<Handle>>> {
-        self.handles.lock().unwrap().get(&fh).cloned().ok_or(libc::EBADF)
+        self.handles
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(libc::EBADF)
     }
 
     /// Commits every open file with dirty data (the periodic flusher).
     pub fn flush_all(&self) {
-        let states: Vec<(u64, Arc<OpenState>)> =
-            self.open.lock().unwrap().iter().map(|(k, v)| (*k, v.clone())).collect();
+        let states: Vec<(u64, Arc<OpenState>)> = self
+            .open
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
         for (ino, st) in states {
             let mut f = st.file.lock().unwrap();
             if f.is_dirty() {
@@ -140,7 +160,12 @@ impl Inner {
 
 /// Mounts `vault` at `mountpoint` and serves until it is unmounted.
 /// `on_ready` runs once the mount is live (the CLI uses it to release a waiting parent).
-pub fn mount(vault: Vault, mountpoint: &Path, opts: &MountOptions, on_ready: Box<dyn FnOnce() + Send>) -> Result<()> {
+pub fn mount(
+    vault: Vault,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    on_ready: Box<dyn FnOnce() + Send>,
+) -> Result<()> {
     let tree = vault.paths.tree();
     let meta = std::fs::metadata(&tree).map_err(|e| Error::io(&tree, e))?;
     let read_only = opts.read_only || vault.read_only;
@@ -189,9 +214,11 @@ pub fn mount(vault: Vault, mountpoint: &Path, opts: &MountOptions, on_ready: Box
     config.n_threads = Some(4);
     config.clone_fd = true;
 
-    let fs = adapter::CofferFs { inner: inner.clone() };
-    let session = fuser::Session::new(fs, mountpoint, &config)
-        .map_err(|e| Error::io(mountpoint, e))?;
+    let fs = adapter::CofferFs {
+        inner: inner.clone(),
+    };
+    let session =
+        fuser::Session::new(fs, mountpoint, &config).map_err(|e| Error::io(mountpoint, e))?;
 
     // Background commits so other mounts see data written through long-open files.
     let flusher = {

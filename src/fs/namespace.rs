@@ -28,7 +28,9 @@ impl Inner {
             Err(crate::Error::NotFound(_)) if dir_is_empty(dir) && !self.vault.read_only => {
                 // A crash between mkdir and writing the record: the dir is empty, so
                 // giving it a fresh id loses nothing.
-                self.vault.write_dir_record(dir).map_err(|e| self.fail("directory record", e))?
+                self.vault
+                    .write_dir_record(dir)
+                    .map_err(|e| self.fail("directory record", e))?
             }
             Err(e) => return Err(self.fail(&format!("directory {}", self.display(dir)), e)),
         };
@@ -65,13 +67,21 @@ impl Inner {
     }
 
     pub fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
-        let stat = self.path_of(ino).and_then(|p| fs::symlink_metadata(&p).map_err(Inner::io_err));
+        let stat = self
+            .path_of(ino)
+            .and_then(|p| fs::symlink_metadata(&p).map_err(Inner::io_err));
         match stat {
             Ok(m) => Ok(self.attr_of(ino, &m)),
             Err(e) => {
                 // Unlinked but still open: answer from the open content file.
                 let st = self.open.lock().unwrap().get(&ino).cloned().ok_or(e)?;
-                let m = st.file.lock().unwrap().data_file().metadata().map_err(Inner::io_err)?;
+                let m = st
+                    .file
+                    .lock()
+                    .unwrap()
+                    .data_file()
+                    .metadata()
+                    .map_err(Inner::io_err)?;
                 Ok(self.attr_of(ino, &m))
             }
         }
@@ -87,9 +97,17 @@ impl Inner {
     /// Records in the signed history that `name` in `dir` names `id` (or not).
     /// Done before the backing change, so a crash leaves the history ahead of
     /// the tree, which `verify` reports as an interrupted operation, not tampering.
-    pub fn note_link(&self, id: Option<[u8; 16]>, dir: &Path, name: &OsStr, linked: bool) -> FsResult<()> {
+    pub fn note_link(
+        &self,
+        id: Option<[u8; 16]>,
+        dir: &Path,
+        name: &OsStr,
+        linked: bool,
+    ) -> FsResult<()> {
         let Some(id) = id else { return Ok(()) };
-        self.vault.record_link(id, dir, name, linked).map_err(|e| self.fail("history log", e))
+        self.vault
+            .record_link(id, dir, name, linked)
+            .map_err(|e| self.fail("history log", e))
     }
 
     fn check_writable(&self) -> FsResult<()> {
@@ -100,11 +118,20 @@ impl Inner {
         }
     }
 
-    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32, uid: u32, gid: u32) -> FsResult<FileAttr> {
+    pub fn mkdir(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<FileAttr> {
         self.check_writable()?;
         let (path, bn) = self.child_path(parent, name)?;
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        self.vault.write_long_name(&dir, &bn).map_err(|e| self.fail("mkdir", e))?;
+        self.vault
+            .write_long_name(&dir, &bn)
+            .map_err(|e| self.fail("mkdir", e))?;
         fs::create_dir(&path).map_err(Inner::io_err)?;
         if let Err(e) = self.vault.write_dir_record(&path) {
             let _ = fs::remove_dir(&path);
@@ -116,7 +143,15 @@ impl Inner {
         self.entry(&path)
     }
 
-    pub fn mknod(&self, parent: u64, name: &OsStr, mode: u32, rdev: u32, uid: u32, gid: u32) -> FsResult<FileAttr> {
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<FileAttr> {
         self.check_writable()?;
         let fmt = mode & libc::S_IFMT;
         if fmt == libc::S_IFREG {
@@ -130,18 +165,32 @@ impl Inner {
         }
         let (path, bn) = self.child_path(parent, name)?;
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        self.vault.write_long_name(&dir, &bn).map_err(|e| self.fail("mknod", e))?;
+        self.vault
+            .write_long_name(&dir, &bn)
+            .map_err(|e| self.fail("mknod", e))?;
         super::sys::mknod(&path, mode, rdev as u64).map_err(Inner::io_err)?;
         self.chown_to(&path, uid, gid);
         self.entry(&path)
     }
 
-    pub fn symlink(&self, parent: u64, name: &OsStr, target: &Path, uid: u32, gid: u32) -> FsResult<FileAttr> {
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<FileAttr> {
         self.check_writable()?;
         let (path, bn) = self.child_path(parent, name)?;
-        let enc = self.vault.encrypt_symlink(target.as_os_str()).map_err(|_| libc::ENAMETOOLONG)?;
+        let enc = self
+            .vault
+            .encrypt_symlink(target.as_os_str())
+            .map_err(|_| libc::ENAMETOOLONG)?;
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        self.vault.write_long_name(&dir, &bn).map_err(|e| self.fail("symlink", e))?;
+        self.vault
+            .write_long_name(&dir, &bn)
+            .map_err(|e| self.fail("symlink", e))?;
         std::os::unix::fs::symlink(&enc, &path).map_err(Inner::io_err)?;
         self.chown_to(&path, uid, gid);
         self.entry(&path)
@@ -163,7 +212,9 @@ impl Inner {
         let src = self.path_of(ino)?;
         let (path, bn) = self.child_path(newparent, newname)?;
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        self.vault.write_long_name(&dir, &bn).map_err(|e| self.fail("link", e))?;
+        self.vault
+            .write_long_name(&dir, &bn)
+            .map_err(|e| self.fail("link", e))?;
         let id = self.vault.entry_id(&src);
         self.note_link(id, &dir, &bn.name, true)?;
         if let Err(e) = fs::hard_link(&src, &path) {
@@ -190,7 +241,11 @@ impl Inner {
             return Err(libc::EISDIR);
         }
         // Read the file id before the name is gone.
-        let entry_id = if m.is_file() { self.vault.read_file_id(&path).ok() } else { None };
+        let entry_id = if m.is_file() {
+            self.vault.read_file_id(&path).ok()
+        } else {
+            None
+        };
         let id = entry_id.filter(|_| m.nlink() <= 1);
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         self.note_link(entry_id, &dir, &bn.name, false)?;
@@ -243,7 +298,14 @@ impl Inner {
         Ok(())
     }
 
-    pub fn rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32) -> FsResult<()> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
         self.check_writable()?;
         let (from, from_bn) = self.child_path(parent, name)?;
         let (to, to_bn) = self.child_path(newparent, newname)?;
@@ -275,9 +337,13 @@ impl Inner {
             .as_ref()
             .filter(|m| m.is_file() && m.nlink() <= 1)
             .and_then(|_| self.vault.read_file_id(&to).ok());
-        self.vault.write_long_name(&to_dir, &to_bn).map_err(|e| self.fail("rename", e))?;
+        self.vault
+            .write_long_name(&to_dir, &to_bn)
+            .map_err(|e| self.fail("rename", e))?;
         if exchange {
-            self.vault.write_long_name(&from_dir, &from_bn).map_err(|e| self.fail("rename", e))?;
+            self.vault
+                .write_long_name(&from_dir, &from_bn)
+                .map_err(|e| self.fail("rename", e))?;
         }
         if let Some(m) = &replaced {
             if m.is_dir() {
@@ -288,14 +354,22 @@ impl Inner {
         }
         let from_id = self.vault.entry_id(&from);
         let to_id = replaced.as_ref().and_then(|_| self.vault.entry_id(&to));
-        let to_id = if exchange { self.vault.entry_id(&to) } else { to_id };
+        let to_id = if exchange {
+            self.vault.entry_id(&to)
+        } else {
+            to_id
+        };
         self.note_link(from_id, &from_dir, &from_bn.name, false)?;
         self.note_link(to_id, &to_dir, &to_bn.name, false)?;
         self.note_link(from_id, &to_dir, &to_bn.name, true)?;
         if exchange {
             self.note_link(to_id, &from_dir, &from_bn.name, true)?;
         }
-        let result = if flags != 0 { super::sys::renameat2(&from, &to, flags) } else { fs::rename(&from, &to) };
+        let result = if flags != 0 {
+            super::sys::renameat2(&from, &to, flags)
+        } else {
+            fs::rename(&from, &to)
+        };
         if let Err(e) = result {
             let _ = self.note_link(from_id, &to_dir, &to_bn.name, false);
             let _ = self.note_link(from_id, &from_dir, &from_bn.name, true);
@@ -320,7 +394,8 @@ impl Inner {
                 self.dir_ids.lock().unwrap().remove(&m.ino());
             }
         }
-        if !exchange && from_bn.long.is_some() && (from_dir != to_dir || from_bn.name != to_bn.name) {
+        if !exchange && from_bn.long.is_some() && (from_dir != to_dir || from_bn.name != to_bn.name)
+        {
             self.vault.remove_long_name(&from_dir, &from_bn.name);
         }
         let mut inodes = self.inodes.lock().unwrap();
@@ -340,7 +415,10 @@ impl Inner {
     pub fn list_dir(&self, ino: u64) -> FsResult<Vec<(u64, FileType, OsString)>> {
         let dir = self.path_of(ino)?;
         let id = self.dir_id(&dir)?;
-        let mut out = vec![(ino, FileType::Directory, OsString::from(".")), (ino, FileType::Directory, OsString::from(".."))];
+        let mut out = vec![
+            (ino, FileType::Directory, OsString::from(".")),
+            (ino, FileType::Directory, OsString::from("..")),
+        ];
         let rd = fs::read_dir(&dir).map_err(Inner::io_err)?;
         for entry in rd {
             let entry = entry.map_err(Inner::io_err)?;
@@ -371,7 +449,9 @@ impl Inner {
 fn dir_is_empty(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     match fs::read_dir(dir) {
-        Ok(rd) => rd.flatten().all(|e| is_internal_name(e.file_name().as_bytes())),
+        Ok(rd) => rd
+            .flatten()
+            .all(|e| is_internal_name(e.file_name().as_bytes())),
         Err(_) => false,
     }
 }
@@ -395,5 +475,7 @@ fn set_mode(path: &Path, mode: u32) {
 fn nix_geteuid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     // The owner of /proc/self is the effective uid; avoids another unsafe call.
-    fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
 }

@@ -27,7 +27,15 @@ pub fn lsetxattr(path: &Path, name: &OsStr, value: &[u8], flags: i32) -> io::Res
     let (p, n) = (cpath(path)?, cstr(name)?);
     // SAFETY: p and n are NUL-terminated and live across the call; value is a valid
     // slice whose length is passed alongside.
-    check(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) })
+    check(unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
 }
 
 pub fn lgetxattr(path: &Path, name: &OsStr) -> io::Result<Vec<u8>> {
@@ -40,7 +48,8 @@ pub fn lgetxattr(path: &Path, name: &OsStr) -> io::Result<Vec<u8>> {
         }
         let mut buf = vec![0u8; len as usize];
         // SAFETY: buf is writable for buf.len() bytes.
-        let got = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let got =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if got < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::ERANGE) {
@@ -91,9 +100,18 @@ pub type TimeSpec = Option<Option<(i64, i64)>>;
 
 fn timespec(t: TimeSpec) -> libc::timespec {
     match t {
-        None => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-        Some(None) => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
-        Some(Some((s, ns))) => libc::timespec { tv_sec: s as libc::time_t, tv_nsec: ns as libc::c_long },
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(None) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(Some((s, ns))) => libc::timespec {
+            tv_sec: s as libc::time_t,
+            tv_nsec: ns as libc::c_long,
+        },
     }
 }
 
@@ -101,13 +119,28 @@ pub fn utimens(path: &Path, atime: TimeSpec, mtime: TimeSpec) -> io::Result<()> 
     let p = cpath(path)?;
     let times = [timespec(atime), timespec(mtime)];
     // SAFETY: p is NUL-terminated; times points at two initialized timespecs.
-    check(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+    check(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
 }
 
 pub fn renameat2(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
     let (a, b) = (cpath(from)?, cpath(to)?);
     // SAFETY: both paths are NUL-terminated and outlive the call.
-    check(unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) })
+    check(unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    })
 }
 
 pub fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {

@@ -20,7 +20,10 @@ impl Inner {
             return Err(libc::ENOTSUP);
         }
         let path = self.path_of(ino)?;
-        let bname = self.vault.encrypt_xattr_name(name).map_err(|_| libc::ERANGE)?;
+        let bname = self
+            .vault
+            .encrypt_xattr_name(name)
+            .map_err(|_| libc::ERANGE)?;
         let sealed = self.vault.seal_xattr_value(name, value);
         sys::lsetxattr(&path, &bname, &sealed, flags).map_err(Inner::io_err)
     }
@@ -30,7 +33,10 @@ impl Inner {
             return Err(libc::ENODATA);
         }
         let path = self.path_of(ino)?;
-        let bname = self.vault.encrypt_xattr_name(name).map_err(|_| libc::ENODATA)?;
+        let bname = self
+            .vault
+            .encrypt_xattr_name(name)
+            .map_err(|_| libc::ENODATA)?;
         let sealed = sys::lgetxattr(&path, &bname).map_err(Inner::io_err)?;
         self.vault
             .open_xattr_value(name, &sealed)
@@ -58,7 +64,10 @@ impl Inner {
             return Err(libc::ENODATA);
         }
         let path = self.path_of(ino)?;
-        let bname = self.vault.encrypt_xattr_name(name).map_err(|_| libc::ENODATA)?;
+        let bname = self
+            .vault
+            .encrypt_xattr_name(name)
+            .map_err(|_| libc::ENODATA)?;
         sys::lremovexattr(&path, &bname).map_err(Inner::io_err)
     }
 }

@@ -25,17 +25,39 @@ const MAX_ENTRY: usize = 8192;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    FileCreated { file_id: [u8; 16] },
-    ContentVersion { file_id: [u8; 16], version: u64, manifest_hash: [u8; 32], size: u64 },
-    AccessChanged { file_id: [u8; 16], entry_hash: [u8; 32], change: AccessChange },
-    FileDeleted { file_id: [u8; 16] },
+    FileCreated {
+        file_id: [u8; 16],
+    },
+    ContentVersion {
+        file_id: [u8; 16],
+        version: u64,
+        manifest_hash: [u8; 32],
+        size: u64,
+    },
+    AccessChanged {
+        file_id: [u8; 16],
+        entry_hash: [u8; 32],
+        change: AccessChange,
+    },
+    FileDeleted {
+        file_id: [u8; 16],
+    },
     /// A directory entry now names this file or directory: `name` is BLAKE3 of
     /// the parent's dir id and the (encrypted) backing name, so the log holds no
     /// names yet binds each entry to its id (a swap of two entries is caught).
-    Linked { id: [u8; 16], name: [u8; 16] },
+    Linked {
+        id: [u8; 16],
+        name: [u8; 16],
+    },
     /// The entry no longer names it.
-    Unlinked { id: [u8; 16], name: [u8; 16] },
-    MemberAdded { member: MemberId, name: String },
+    Unlinked {
+        id: [u8; 16],
+        name: [u8; 16],
+    },
+    MemberAdded {
+        member: MemberId,
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +93,11 @@ impl SignedBody for Checkpoint {
     const MAX_LEN: usize = 1024;
 }
 
-pub const CHECKPOINT: format::Kind = format::Kind { name: "log checkpoint", magic: *b"CFRH", max_len: 4096 };
+pub const CHECKPOINT: format::Kind = format::Kind {
+    name: "log checkpoint",
+    magic: *b"CFRH",
+    max_len: 4096,
+};
 
 /// The name tag of an entry for `Linked`/`Unlinked`.
 pub fn name_tag(parent_dir_id: &[u8; 16], backing_name: &[u8]) -> [u8; 16] {
@@ -103,7 +129,12 @@ pub struct MemberLog {
 }
 
 /// Reads and verifies one member's log against their Ed25519 key.
-pub fn read_member_log(dir: &Path, vault_id: &[u8; 16], member: &MemberId, ed25519: &[u8; 32]) -> Result<MemberLog> {
+pub fn read_member_log(
+    dir: &Path,
+    vault_id: &[u8; 16],
+    member: &MemberId,
+    ed25519: &[u8; 32],
+) -> Result<MemberLog> {
     let path = log_path(dir, member);
     let bytes = match read_limited(&path, MAX_LOG, "log") {
         Ok(b) => b,
@@ -120,7 +151,9 @@ pub fn read_member_log(dir: &Path, vault_id: &[u8; 16], member: &MemberId, ed255
         }
         let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
         if len > MAX_ENTRY + 256 {
-            return Err(Error::integrity(format!("log of {member}: record at byte {pos} has an impossible length")));
+            return Err(Error::integrity(format!(
+                "log of {member}: record at byte {pos} has an impossible length"
+            )));
         }
         if bytes.len() - pos - 4 < len {
             out.torn_tail = true;
@@ -130,12 +163,18 @@ pub fn read_member_log(dir: &Path, vault_id: &[u8; 16], member: &MemberId, ed255
         let signed: Signed<LogEntry> = format::from_bytes("log record", MAX_ENTRY + 256, rec)?;
         let seq = out.entries.len() as u64;
         if signed.signer != *member {
-            return Err(Error::integrity(format!("log of {member}: entry {seq} signed by someone else")));
+            return Err(Error::integrity(format!(
+                "log of {member}: entry {seq} signed by someone else"
+            )));
         }
         let entry = signed
             .verify(ed25519)
             .map_err(|e| Error::integrity(format!("log of {member}: entry {seq}: {e}")))?;
-        if entry.seq != seq || entry.prev != prev || entry.member != *member || &entry.vault_id != vault_id {
+        if entry.seq != seq
+            || entry.prev != prev
+            || entry.member != *member
+            || &entry.vault_id != vault_id
+        {
             return Err(Error::integrity(format!(
                 "log of {member}: entry {seq} is out of order, from another log or not chained"
             )));
@@ -146,13 +185,19 @@ pub fn read_member_log(dir: &Path, vault_id: &[u8; 16], member: &MemberId, ed255
         out.valid_len = pos as u64;
     }
     out.head = prev;
-    if let Ok(bytes) = read_limited(&head_path(dir, member), CHECKPOINT.max_len, "log checkpoint") {
+    if let Ok(bytes) = read_limited(
+        &head_path(dir, member),
+        CHECKPOINT.max_len,
+        "log checkpoint",
+    ) {
         let signed: Signed<Checkpoint> = format::decode_file(CHECKPOINT, &bytes)?;
         let cp = signed
             .verify(ed25519)
             .map_err(|e| Error::integrity(format!("checkpoint of {member}: {e}")))?;
         if cp.member != *member || &cp.vault_id != vault_id {
-            return Err(Error::integrity(format!("checkpoint of {member} belongs elsewhere")));
+            return Err(Error::integrity(format!(
+                "checkpoint of {member} belongs elsewhere"
+            )));
         }
         if cp.len > out.entries.len() as u64 {
             return Err(Error::integrity(format!(
@@ -167,7 +212,9 @@ pub fn read_member_log(dir: &Path, vault_id: &[u8; 16], member: &MemberId, ed255
             entry_hash_at(&bytes_or_empty(dir, member), cp.len)?
         };
         if at != cp.head {
-            return Err(Error::integrity(format!("log of {member} does not match its signed checkpoint")));
+            return Err(Error::integrity(format!(
+                "log of {member} does not match its signed checkpoint"
+            )));
         }
         out.checkpoint = Some(cp);
     }
@@ -184,7 +231,11 @@ fn entry_hash_at(bytes: &[u8], n: u64) -> Result<[u8; 32]> {
     let mut hash = [0u8; 32];
     for _ in 0..n {
         let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        let signed: Signed<LogEntry> = format::from_bytes("log record", MAX_ENTRY + 256, &bytes[pos + 4..pos + 4 + len])?;
+        let signed: Signed<LogEntry> = format::from_bytes(
+            "log record",
+            MAX_ENTRY + 256,
+            &bytes[pos + 4..pos + 4 + len],
+        )?;
         hash = signed.hash();
         pos += 4 + len;
     }
@@ -205,7 +256,13 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn new(dir: PathBuf, vault_id: [u8; 16], member: MemberId) -> Self {
-        LogWriter { dir, vault_id, member, unsigned_tail: 0, known: None }
+        LogWriter {
+            dir,
+            vault_id,
+            member,
+            unsigned_tail: 0,
+            known: None,
+        }
     }
 
     /// Appends one event (under an flock, re-reading the tail so two mounts of one
@@ -225,7 +282,12 @@ impl LogWriter {
         let (seq, prev) = match self.known {
             Some((known_len, seq, head)) if known_len == len => (seq, head),
             _ => {
-                let log = read_member_log(&self.dir, &self.vault_id, &self.member, &me.public().ed25519)?;
+                let log = read_member_log(
+                    &self.dir,
+                    &self.vault_id,
+                    &self.member,
+                    &me.public().ed25519,
+                )?;
                 if log.torn_tail {
                     // A crash cut the last record short: drop it before appending.
                     f.set_len(log.valid_len).map_err(|e| Error::io(&path, e))?;
@@ -260,7 +322,12 @@ impl LogWriter {
         let path = log_path(&self.dir, &self.member);
         let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let _lock = FileLock::exclusive(&f).map_err(|e| Error::io(&path, e))?;
-        let log = read_member_log(&self.dir, &self.vault_id, &self.member, &me.public().ed25519)?;
+        let log = read_member_log(
+            &self.dir,
+            &self.vault_id,
+            &self.member,
+            &me.public().ed25519,
+        )?;
         let cp = Checkpoint {
             format_version: FORMAT_VERSION,
             vault_id: self.vault_id,
@@ -270,7 +337,11 @@ impl LogWriter {
             time_unix: crate::vault::now_unix(),
         };
         let bytes = format::encode_file(CHECKPOINT, &Signed::sign(&cp, me));
-        atomic_write(&head_path(&self.dir, &self.member), &bytes, Durability::Sync)?;
+        atomic_write(
+            &head_path(&self.dir, &self.member),
+            &bytes,
+            Durability::Sync,
+        )?;
         self.unsigned_tail = 0;
         Ok(())
     }

@@ -17,15 +17,20 @@ pub fn verify_manifest(
     access: &AccessState,
     keys: &dyn KeyLookup,
 ) -> Result<Manifest> {
-    let key = keys
-        .ed25519_of(&signed.signer)
-        .ok_or_else(|| Error::integrity(format!("manifest signed by {}, who is not a vault member", signed.signer)))?;
+    let key = keys.ed25519_of(&signed.signer).ok_or_else(|| {
+        Error::integrity(format!(
+            "manifest signed by {}, who is not a vault member",
+            signed.signer
+        ))
+    })?;
     let m = signed.verify(&key)?;
     if m.writer != signed.signer {
         return Err(Error::integrity("manifest writer is not its signer"));
     }
     if &m.file_id != file_id {
-        return Err(Error::integrity("manifest belongs to another file (swapped sidecar?)"));
+        return Err(Error::integrity(
+            "manifest belongs to another file (swapped sidecar?)",
+        ));
     }
     if !access.accepts_content(&m.writer, &signed.hash()) {
         return Err(Error::integrity(format!(
@@ -34,15 +39,22 @@ pub fn verify_manifest(
         )));
     }
     if m.chunk_count != chunks.len() as u64 || chunks_root(chunks) != m.chunks_root {
-        return Err(Error::integrity("chunk list does not match the signed manifest"));
+        return Err(Error::integrity(
+            "chunk list does not match the signed manifest",
+        ));
     }
-    let layout = crate::format::data::Layout { chunk_log2: m.chunk_log2 };
+    let layout = crate::format::data::Layout {
+        chunk_log2: m.chunk_log2,
+    };
     if layout.chunk_count(m.size) != m.chunk_count {
         return Err(Error::integrity("manifest size and chunk count disagree"));
     }
     for c in chunks.iter().flatten() {
         if !m.key_commits.iter().any(|(e, _)| *e == c.epoch) {
-            return Err(Error::integrity(format!("chunk on epoch {} without a key commitment", c.epoch)));
+            return Err(Error::integrity(format!(
+                "chunk on epoch {} without a key commitment",
+                c.epoch
+            )));
         }
     }
     Ok(m)
@@ -52,7 +64,9 @@ pub fn verify_manifest(
 pub fn check_key_commitment(m: &Manifest, epoch: u32, key: &SecretKey) -> Result<()> {
     match m.key_commits.iter().find(|(e, _)| *e == epoch) {
         Some((_, c)) if *c == key.commitment(&m.file_id, epoch) => Ok(()),
-        Some(_) => Err(Error::integrity(format!("key for epoch {epoch} does not match the manifest's commitment"))),
+        Some(_) => Err(Error::integrity(format!(
+            "key for epoch {epoch} does not match the manifest's commitment"
+        ))),
         // An epoch no chunk uses yet needs no commitment.
         None => Ok(()),
     }

@@ -21,9 +21,16 @@ pub enum Durability {
 pub fn atomic_write(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp.{}", crate::crypto::hex(&crate::crypto::random_bytes::<6>())));
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}",
+        crate::crypto::hex(&crate::crypto::random_bytes::<6>())
+    ));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         if durability == Durability::Sync {
             f.sync_all()?;
@@ -44,13 +51,20 @@ pub fn atomic_write(path: &Path, bytes: &[u8], durability: Durability) -> Result
 /// Reads a whole file, refusing files larger than `max` (hostile storage).
 pub fn read_limited(path: &Path, max: usize, kind: &'static str) -> Result<Vec<u8>> {
     let f = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound(format!("{kind} not found: {}", path.display())),
+        std::io::ErrorKind::NotFound => {
+            Error::NotFound(format!("{kind} not found: {}", path.display()))
+        }
         _ => Error::io(path, e),
     })?;
     let mut out = Vec::new();
-    f.take(max as u64 + 1).read_to_end(&mut out).map_err(|e| Error::io(path, e))?;
+    f.take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io(path, e))?;
     if out.len() > max {
-        return Err(Error::corrupt(kind, format!("{} is larger than the {max}-byte limit", path.display())));
+        return Err(Error::corrupt(
+            kind,
+            format!("{} is larger than the {max}-byte limit", path.display()),
+        ));
     }
     Ok(out)
 }
@@ -76,6 +90,9 @@ mod tests {
         fs::write(&p, vec![0u8; 11]).unwrap();
         assert!(read_limited(&p, 10, "test").is_err());
         assert_eq!(read_limited(&p, 11, "test").unwrap().len(), 11);
-        assert!(matches!(read_limited(&dir.path().join("none"), 1, "t"), Err(Error::NotFound(_))));
+        assert!(matches!(
+            read_limited(&dir.path().join("none"), 1, "t"),
+            Err(Error::NotFound(_))
+        ));
     }
 }

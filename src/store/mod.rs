@@ -62,11 +62,13 @@ impl VaultPaths {
     }
 
     pub fn sidecar(&self, file_id: &[u8; 16]) -> PathBuf {
-        self.meta_fanout(file_id).join(format!("{}.meta", hex(file_id)))
+        self.meta_fanout(file_id)
+            .join(format!("{}.meta", hex(file_id)))
     }
 
     pub fn journal(&self, file_id: &[u8; 16]) -> PathBuf {
-        self.meta_fanout(file_id).join(format!("{}.journal", hex(file_id)))
+        self.meta_fanout(file_id)
+            .join(format!("{}.journal", hex(file_id)))
     }
 
     pub fn tree(&self) -> PathBuf {

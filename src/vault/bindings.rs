@@ -42,12 +42,12 @@ impl BindingIndex {
                 self.ever_bound.insert((*id, *name));
                 self.has_binding.insert(*id);
             }
-            Event::Unlinked { id, name } => {
-                if self.bound_to.get(name) == Some(id) {
-                    self.bound_to.remove(name);
-                }
+            Event::Unlinked { id, name } if self.bound_to.get(name) == Some(id) => {
+                self.bound_to.remove(name);
             }
-            Event::ContentVersion { file_id, version, .. } => {
+            Event::ContentVersion {
+                file_id, version, ..
+            } => {
                 let v = self.versions.entry(*file_id).or_insert(0);
                 *v = (*v).max(*version);
             }
@@ -60,7 +60,10 @@ impl BindingIndex {
 
     /// The newest content version and access-list length the history records.
     pub fn recorded(&self, file_id: &[u8; 16]) -> (Option<u64>, Option<u64>) {
-        (self.versions.get(file_id).copied(), self.access_lens.get(file_id).copied())
+        (
+            self.versions.get(file_id).copied(),
+            self.access_lens.get(file_id).copied(),
+        )
     }
 
     /// Applies entries added to any member's log since the last refresh.
@@ -73,9 +76,17 @@ impl BindingIndex {
             if len == seen_len {
                 continue;
             }
-            let log = read_member_log(&vault.paths.log(), &vault.config.vault_id, &id, &m.public.ed25519)?;
+            let log = read_member_log(
+                &vault.paths.log(),
+                &vault.config.vault_id,
+                &id,
+                &m.public.ed25519,
+            )?;
             if log.entries.len() < seen_entries {
-                return Err(Error::integrity(format!("the history log of {} shrank (rolled back)", m.name)));
+                return Err(Error::integrity(format!(
+                    "the history log of {} shrank (rolled back)",
+                    m.name
+                )));
             }
             for e in &log.entries[seen_entries..] {
                 self.apply(&e.event);
@@ -89,7 +100,9 @@ impl BindingIndex {
         let tag = name_tag(parent_dir_id, backing_name);
         match self.bound_to.get(&tag) {
             Some(b) if b == id => Binding::Matches,
-            _ if !self.has_binding.contains(id) && !self.bound_to.contains_key(&tag) => Binding::Unknown,
+            _ if !self.has_binding.contains(id) && !self.bound_to.contains_key(&tag) => {
+                Binding::Unknown
+            }
             _ if self.ever_bound.contains(&(*id, tag)) => Binding::Stale,
             _ => Binding::Mismatch,
         }
@@ -99,7 +112,13 @@ impl BindingIndex {
 impl super::Vault {
     /// Fails if the signed history records a newer state of the file than the
     /// one on disk (a rollback, caught even on a machine that never saw the file).
-    pub fn check_history_version(&self, file_id: &[u8; 16], version: u64, access_len: u64, display: &str) -> Result<()> {
+    pub fn check_history_version(
+        &self,
+        file_id: &[u8; 16],
+        version: u64,
+        access_len: u64,
+        display: &str,
+    ) -> Result<()> {
         let mut idx = self.bindings.lock().unwrap();
         idx.refresh(self)?;
         let (v, a) = idx.recorded(file_id);

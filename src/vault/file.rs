@@ -16,7 +16,9 @@ use crate::access::{self, AccessState};
 use crate::crypto::{chunk, wrap, SecretKey};
 use crate::error::{Error, Result};
 use crate::format::data::{DataHeader, Layout};
-use crate::format::{self, AccessChange, ChunkRef, EpochKeys, Journal, Manifest, Sidecar, Signed, FORMAT_VERSION};
+use crate::format::{
+    self, AccessChange, ChunkRef, EpochKeys, Journal, Manifest, Sidecar, Signed, FORMAT_VERSION,
+};
 use crate::history;
 use crate::history::log::Event;
 use crate::store::lock::FileLock;
@@ -35,7 +37,11 @@ pub(super) struct Stamp {
 
 pub(super) fn stamp_of(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
-    Some(Stamp { ino: m.ino(), mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(), len: m.len() })
+    Some(Stamp {
+        ino: m.ino(),
+        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        len: m.len(),
+    })
 }
 
 /// Committed state: what the sidecar on disk says, verified.
@@ -142,7 +148,9 @@ impl OpenFile {
     }
 
     fn load_committed_chunk(&self, idx: u64) -> Result<Vec<u8>> {
-        let want = self.layout.chunk_plain_len(self.committed.manifest.size, idx);
+        let want = self
+            .layout
+            .chunk_plain_len(self.committed.manifest.size, idx);
         let Some(Some(r)) = self.chunks.get(idx as usize).copied() else {
             return Ok(vec![0u8; want]);
         };
@@ -162,20 +170,29 @@ impl OpenFile {
                 }
             }
         }
-        let key = self
-            .keys
-            .get(&r.epoch)
-            .ok_or_else(|| Error::AccessDenied(format!("{}: no key for epoch {}", self.display, r.epoch)))?;
-        chunk::open(key, &self.file_id, r.epoch, idx, stored)
-            .ok_or_else(|| Error::integrity(format!("{}: chunk {idx} fails authentication", self.display)))
+        let key = self.keys.get(&r.epoch).ok_or_else(|| {
+            Error::AccessDenied(format!("{}: no key for epoch {}", self.display, r.epoch))
+        })?;
+        chunk::open(key, &self.file_id, r.epoch, idx, stored).ok_or_else(|| {
+            Error::integrity(format!(
+                "{}: chunk {idx} fails authentication",
+                self.display
+            ))
+        })
     }
 
     pub(super) fn require_update(&self, vault: &Vault) -> Result<()> {
         if !self.writable || vault.read_only {
-            return Err(Error::AccessDenied(format!("{}: opened read-only", self.display)));
+            return Err(Error::AccessDenied(format!(
+                "{}: opened read-only",
+                self.display
+            )));
         }
         if !self.can_update(vault) {
-            return Err(Error::AccessDenied(format!("{}: you do not hold the update right", self.display)));
+            return Err(Error::AccessDenied(format!(
+                "{}: you do not hold the update right",
+                self.display
+            )));
         }
         Ok(())
     }
@@ -183,7 +200,11 @@ impl OpenFile {
     /// Makes chunk `idx` dirty (loading it first) and returns its buffer.
     pub(super) fn dirty_chunk(&mut self, idx: u64, load: bool) -> Result<&mut Vec<u8>> {
         if !self.dirty.contains_key(&idx) {
-            let plain = if load { self.load_committed_chunk(idx)? } else { Vec::new() };
+            let plain = if load {
+                self.load_committed_chunk(idx)?
+            } else {
+                Vec::new()
+            };
             self.dirty_bytes += self.layout.chunk_size() as usize;
             self.dirty.insert(idx, plain);
         }
@@ -264,7 +285,9 @@ impl OpenFile {
     pub fn commit(&mut self, vault: &Vault, durability: Durability) -> Result<()> {
         if !self.is_dirty() {
             if durability == Durability::Sync {
-                self.data.sync_all().map_err(|e| Error::io(&self.data_path, e))?;
+                self.data
+                    .sync_all()
+                    .map_err(|e| Error::io(&self.data_path, e))?;
             }
             return Ok(());
         }
@@ -274,11 +297,9 @@ impl OpenFile {
             self.merge_concurrent_commit(vault)?;
         }
         let epoch = self.committed.access.epoch;
-        let key = self
-            .keys
-            .get(&epoch)
-            .cloned()
-            .ok_or_else(|| Error::AccessDenied(format!("{}: no key for the current epoch", self.display)))?;
+        let key = self.keys.get(&epoch).cloned().ok_or_else(|| {
+            Error::AccessDenied(format!("{}: no key for the current epoch", self.display))
+        })?;
         let size = self.size;
         let count = self.layout.chunk_count(size);
         let old_committed = &self.committed.sidecar.chunks;
@@ -296,7 +317,10 @@ impl OpenFile {
                 continue;
             }
             let stored = chunk::seal(&key, &self.file_id, epoch, idx, &plain);
-            self.chunks[idx as usize] = Some(ChunkRef { epoch, hash: *blake3::hash(&stored).as_bytes() });
+            self.chunks[idx as usize] = Some(ChunkRef {
+                epoch,
+                hash: *blake3::hash(&stored).as_bytes(),
+            });
             let overwrites = matches!(old_committed.get(idx as usize), Some(Some(_)));
             if overwrites {
                 journaled.push((idx, stored));
@@ -334,7 +358,11 @@ impl OpenFile {
                 manifest_hash: manifest.hash(),
                 chunks: journaled.clone(),
             };
-            atomic_write(&journal_path, &format::encode_file(format::JOURNAL, &j), durability)?;
+            atomic_write(
+                &journal_path,
+                &format::encode_file(format::JOURNAL, &j),
+                durability,
+            )?;
         }
         // New chunks land where the committed version has nothing: safe before the commit point.
         for (idx, stored) in &in_place {
@@ -343,12 +371,20 @@ impl OpenFile {
                 .map_err(|e| Error::io(&self.data_path, e))?;
         }
         let stored_len = self.layout.stored_len(size);
-        let cur_len = self.data.metadata().map_err(|e| Error::io(&self.data_path, e))?.len();
+        let cur_len = self
+            .data
+            .metadata()
+            .map_err(|e| Error::io(&self.data_path, e))?
+            .len();
         if stored_len > cur_len {
-            self.data.set_len(stored_len).map_err(|e| Error::io(&self.data_path, e))?;
+            self.data
+                .set_len(stored_len)
+                .map_err(|e| Error::io(&self.data_path, e))?;
         }
         if durability == Durability::Sync {
-            self.data.sync_data().map_err(|e| Error::io(&self.data_path, e))?;
+            self.data
+                .sync_data()
+                .map_err(|e| Error::io(&self.data_path, e))?;
         }
         let mut sidecar = self.committed.sidecar.clone();
         sidecar.manifest = manifest;
@@ -364,10 +400,14 @@ impl OpenFile {
                 .map_err(|e| Error::io(&self.data_path, e))?;
         }
         if stored_len < cur_len {
-            self.data.set_len(stored_len).map_err(|e| Error::io(&self.data_path, e))?;
+            self.data
+                .set_len(stored_len)
+                .map_err(|e| Error::io(&self.data_path, e))?;
         }
         if durability == Durability::Sync {
-            self.data.sync_data().map_err(|e| Error::io(&self.data_path, e))?;
+            self.data
+                .sync_data()
+                .map_err(|e| Error::io(&self.data_path, e))?;
         }
         if !journaled.is_empty() && !self.detached {
             let _ = std::fs::remove_file(&journal_path);
@@ -399,9 +439,18 @@ impl OpenFile {
         Ok(())
     }
 
-    pub(super) fn write_sidecar(&self, vault: &Vault, sidecar: &Sidecar, durability: Durability) -> Result<()> {
+    pub(super) fn write_sidecar(
+        &self,
+        vault: &Vault,
+        sidecar: &Sidecar,
+        durability: Durability,
+    ) -> Result<()> {
         let path = vault.paths.sidecar(&self.file_id);
-        atomic_write(&path, &format::encode_file(format::SIDECAR, sidecar), durability)
+        atomic_write(
+            &path,
+            &format::encode_file(format::SIDECAR, sidecar),
+            durability,
+        )
     }
 
     /// If another mount committed since we loaded, adopt its version as the base
@@ -420,14 +469,20 @@ impl OpenFile {
             self.committed.sidecar.keys = fresh.sidecar.keys;
             return Ok(());
         }
-        log::info!("{}: merging a concurrent commit (version {})", self.display, fresh.manifest.version);
+        log::info!(
+            "{}: merging a concurrent commit (version {})",
+            self.display,
+            fresh.manifest.version
+        );
         let dirty = std::mem::take(&mut self.dirty);
         let max_written = dirty
             .iter()
             .map(|(i, b)| i * self.layout.chunk_size() + b.len() as u64)
             .max()
             .unwrap_or(0);
-        let target = self.truncated_to.unwrap_or_else(|| fresh.manifest.size.max(max_written));
+        let target = self
+            .truncated_to
+            .unwrap_or_else(|| fresh.manifest.size.max(max_written));
         self.size = fresh.manifest.size;
         self.chunks = fresh.sidecar.chunks.clone();
         self.committed = fresh;
@@ -481,7 +536,9 @@ impl OpenFile {
                 return Ok(());
             }
         };
-        if journal.file_id != self.file_id || journal.manifest_hash != self.committed.sidecar.manifest.hash() {
+        if journal.file_id != self.file_id
+            || journal.manifest_hash != self.committed.sidecar.manifest.hash()
+        {
             // A journal of a commit that never reached its commit point.
             if self.writable && !vault.read_only {
                 let _ = std::fs::remove_file(&path);
@@ -489,7 +546,9 @@ impl OpenFile {
             return Ok(());
         }
         for (idx, stored) in journal.chunks {
-            let Some(Some(r)) = self.chunks.get(idx as usize) else { continue };
+            let Some(Some(r)) = self.chunks.get(idx as usize) else {
+                continue;
+            };
             if *blake3::hash(&stored).as_bytes() != r.hash {
                 continue;
             }
@@ -506,7 +565,10 @@ impl OpenFile {
             let _ = self.data.set_len(want);
             let _ = self.data.sync_data();
             let _ = std::fs::remove_file(&path);
-            log::info!("{}: completed an interrupted commit from its journal", self.display);
+            log::info!(
+                "{}: completed an interrupted commit from its journal",
+                self.display
+            );
         }
         Ok(())
     }
@@ -528,23 +590,39 @@ fn read_full_at(f: &File, buf: &mut [u8], mut offset: u64) -> std::io::Result<us
     Ok(done)
 }
 
-pub(super) fn load_committed(vault: &Vault, file_id: &[u8; 16], display: &str) -> Result<Committed> {
+pub(super) fn load_committed(
+    vault: &Vault,
+    file_id: &[u8; 16],
+    display: &str,
+) -> Result<Committed> {
     let path = vault.paths.sidecar(file_id);
     let stamp = stamp_of(&path);
-    let bytes = read_limited(&path, format::SIDECAR.max_len + 4, "file sidecar").map_err(|e| match e {
-        Error::NotFound(_) => Error::integrity(format!("{display}: its sidecar metadata is missing")),
-        other => other,
-    })?;
+    let bytes =
+        read_limited(&path, format::SIDECAR.max_len + 4, "file sidecar").map_err(|e| match e {
+            Error::NotFound(_) => {
+                Error::integrity(format!("{display}: its sidecar metadata is missing"))
+            }
+            other => other,
+        })?;
     let sidecar: Sidecar = format::decode_file(format::SIDECAR, &bytes)
         .map_err(|e| Error::integrity(format!("{display}: {e}")))?;
     format::check_version(sidecar.format_version)?;
     if &sidecar.file_id != file_id {
-        return Err(Error::integrity(format!("{display}: sidecar belongs to another file")));
+        return Err(Error::integrity(format!(
+            "{display}: sidecar belongs to another file"
+        )));
     }
-    let access = access::replay(file_id, &sidecar.access, vault).map_err(|e| Error::integrity(format!("{display}: {e}")))?;
-    let manifest = history::verify_manifest(file_id, &sidecar.manifest, &sidecar.chunks, &access, vault)
+    let access = access::replay(file_id, &sidecar.access, vault)
         .map_err(|e| Error::integrity(format!("{display}: {e}")))?;
-    vault.check_history_version(file_id, manifest.version, sidecar.access.len() as u64, display)?;
+    let manifest =
+        history::verify_manifest(file_id, &sidecar.manifest, &sidecar.chunks, &access, vault)
+            .map_err(|e| Error::integrity(format!("{display}: {e}")))?;
+    vault.check_history_version(
+        file_id,
+        manifest.version,
+        sidecar.access.len() as u64,
+        display,
+    )?;
     vault.seen.observe(
         file_id,
         super::seen::SeenFile {
@@ -554,7 +632,12 @@ pub(super) fn load_committed(vault: &Vault, file_id: &[u8; 16], display: &str) -
         },
         display,
     )?;
-    Ok(Committed { sidecar, manifest, access, stamp })
+    Ok(Committed {
+        sidecar,
+        manifest,
+        access,
+        stamp,
+    })
 }
 
 /// Unwraps every epoch key we can; checks each against the manifest's commitment.
@@ -572,7 +655,9 @@ pub(super) fn unwrap_keys(vault: &Vault, c: &Committed) -> Result<HashMap<u32, S
         {
             history::check_key_commitment(&c.manifest, ek.epoch, &k)?;
             if let Some(sealed) = &ek.earlier {
-                for (epoch, older) in super::share::open_earlier(&k, &c.sidecar.file_id, ek.epoch, sealed)? {
+                for (epoch, older) in
+                    super::share::open_earlier(&k, &c.sidecar.file_id, ek.epoch, sealed)?
+                {
                     history::check_key_commitment(&c.manifest, epoch, &older)?;
                     keys.entry(epoch).or_insert(older);
                 }
@@ -595,7 +680,10 @@ impl Vault {
         // shares what is put in it); members no longer in the vault are skipped.
         let defaults = backing.parent().and_then(|d| self.dir_defaults(d));
         let known = |ids: &[crate::crypto::MemberId]| -> Vec<crate::crypto::MemberId> {
-            ids.iter().filter(|m| **m != me && self.member(m).is_some()).copied().collect()
+            ids.iter()
+                .filter(|m| **m != me && self.member(m).is_some())
+                .copied()
+                .collect()
         };
         let (readers, updaters) = match &defaults {
             Some(d) => (known(&d.readers), known(&d.updaters)),
@@ -638,7 +726,11 @@ impl Vault {
             format_version: FORMAT_VERSION,
             file_id,
             access: access_list,
-            keys: vec![EpochKeys { epoch: 0, wraps, earlier: None }],
+            keys: vec![EpochKeys {
+                epoch: 0,
+                wraps,
+                earlier: None,
+            }],
             manifest,
             chunks: vec![],
         };
@@ -648,7 +740,11 @@ impl Vault {
         }
         self.record(Event::FileCreated { file_id })?;
         // Sidecar first: a crash leaves at worst an orphan sidecar, never a file without one.
-        atomic_write(&sidecar_path, &format::encode_file(format::SIDECAR, &sidecar), Durability::Lazy)?;
+        atomic_write(
+            &sidecar_path,
+            &format::encode_file(format::SIDECAR, &sidecar),
+            Durability::Lazy,
+        )?;
         let data = OpenOptions::new()
             .read(true)
             .write(true)
@@ -659,8 +755,13 @@ impl Vault {
                 let _ = std::fs::remove_file(&sidecar_path);
                 Error::io(backing, e)
             })?;
-        let header = DataHeader { format_version: FORMAT_VERSION, chunk_log2: self.chunk_log2(), file_id };
-        data.write_all_at(&header.encode(), 0).map_err(|e| Error::io(backing, e))?;
+        let header = DataHeader {
+            format_version: FORMAT_VERSION,
+            chunk_log2: self.chunk_log2(),
+            file_id,
+        };
+        data.write_all_at(&header.encode(), 0)
+            .map_err(|e| Error::io(backing, e))?;
         let committed = Committed {
             manifest: sidecar.manifest.decode_unverified()?,
             sidecar,
@@ -712,16 +813,20 @@ impl Vault {
         let opened = OpenOptions::new().read(true).write(writable).open(backing);
         let (data, writable) = match opened {
             // A daemon that is not root cannot write a 0444 file: serve it read-only.
-            Err(e) if writable && e.kind() == std::io::ErrorKind::PermissionDenied => {
-                (File::open(backing).map_err(|e| Error::io(backing, e))?, false)
-            }
+            Err(e) if writable && e.kind() == std::io::ErrorKind::PermissionDenied => (
+                File::open(backing).map_err(|e| Error::io(backing, e))?,
+                false,
+            ),
             other => (other.map_err(|e| Error::io(backing, e))?, writable),
         };
         let mut h = [0u8; format::data::HEADER_LEN as usize];
         let n = read_full_at(&data, &mut h, 0).map_err(|e| Error::io(backing, e))?;
-        let header = DataHeader::decode(&h[..n]).map_err(|e| Error::integrity(format!("{display}: {e}")))?;
+        let header =
+            DataHeader::decode(&h[..n]).map_err(|e| Error::integrity(format!("{display}: {e}")))?;
         if header.chunk_log2 != self.chunk_log2() {
-            return Err(Error::integrity(format!("{display}: chunk size differs from the vault's")));
+            return Err(Error::integrity(format!(
+                "{display}: chunk size differs from the vault's"
+            )));
         }
         // The entry must hold the file the signed history put under this name.
         self.check_binding(backing, &header.file_id, &display)?;

@@ -57,7 +57,11 @@ impl KeyLookup for Vault {
         }
         // A member added since we loaded: reload once.
         let _ = self.reload_members();
-        self.members.read().unwrap().get(id).map(|m| m.public.ed25519)
+        self.members
+            .read()
+            .unwrap()
+            .get(id)
+            .map(|m| m.public.ed25519)
     }
 }
 
@@ -90,7 +94,13 @@ impl Vault {
         };
         let name_key = SecretKey::generate();
         let admin_id = admin.member_id();
-        for d in [paths.root.clone(), paths.members(), paths.meta(), paths.tree(), paths.log()] {
+        for d in [
+            paths.root.clone(),
+            paths.members(),
+            paths.meta(),
+            paths.tree(),
+            paths.log(),
+        ] {
             fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
         let vault = Vault {
@@ -112,7 +122,11 @@ impl Vault {
         vault.write_dir_record(&vault.paths.tree())?;
         let signed = Signed::sign(&config, &vault.me);
         // The config goes last: a directory without it is not a vault yet.
-        atomic_write(&vault.paths.config(), &format::encode_file(format::VAULT_CONFIG, &signed), Durability::Sync)?;
+        atomic_write(
+            &vault.paths.config(),
+            &format::encode_file(format::VAULT_CONFIG, &signed),
+            Durability::Sync,
+        )?;
         pin::check_and_update(&config, &vault.me.member_id())?;
         vault.reload_members()?;
         Ok(vault)
@@ -138,12 +152,16 @@ impl Vault {
             other => other,
         })?;
         if record.public != *me.public() {
-            return Err(Error::integrity("member record does not match this identity's public key"));
+            return Err(Error::integrity(
+                "member record does not match this identity's public key",
+            ));
         }
         let seen = seen::SeenState::load(&config.vault_id)?;
         let (paths_log, config_id, me_id) = (paths.log(), config.vault_id, me.member_id());
-        let name_key = wrap::unwrap(&record.name_key, &me, &config.vault_id, 0)
-            .ok_or_else(|| Error::integrity("cannot unwrap the vault name key from this member's record"))?;
+        let name_key =
+            wrap::unwrap(&record.name_key, &me, &config.vault_id, 0).ok_or_else(|| {
+                Error::integrity("cannot unwrap the vault name key from this member's record")
+            })?;
         let vault = Vault {
             names: NameCipher::new(&name_key),
             paths,
@@ -152,7 +170,9 @@ impl Vault {
             members: RwLock::new(HashMap::new()),
             read_only,
             seen,
-            log: std::sync::Mutex::new(crate::history::log::LogWriter::new(paths_log, config_id, me_id)),
+            log: std::sync::Mutex::new(crate::history::log::LogWriter::new(
+                paths_log, config_id, me_id,
+            )),
             bindings: Default::default(),
         };
         vault.reload_members()?;
@@ -169,9 +189,18 @@ impl Vault {
 
     /// Records that the entry `backing_name` in the directory `parent` now names
     /// the file or directory `id` (or no longer does).
-    pub fn record_link(&self, id: [u8; 16], parent: &Path, backing_name: &std::ffi::OsStr, linked: bool) -> Result<()> {
+    pub fn record_link(
+        &self,
+        id: [u8; 16],
+        parent: &Path,
+        backing_name: &std::ffi::OsStr,
+        linked: bool,
+    ) -> Result<()> {
         let dir_id = self.read_dir_record(parent)?.dir_id;
-        let name = crate::history::log::name_tag(&dir_id, std::os::unix::ffi::OsStrExt::as_bytes(backing_name));
+        let name = crate::history::log::name_tag(
+            &dir_id,
+            std::os::unix::ffi::OsStrExt::as_bytes(backing_name),
+        );
         self.record(if linked {
             crate::history::log::Event::Linked { id, name }
         } else {
@@ -255,32 +284,51 @@ impl Vault {
     /// Adds a member (admin only).
     pub fn add_member(&self, name: &str, public: &PublicIdentity) -> Result<MemberRecord> {
         if !self.is_admin() {
-            return Err(Error::AccessDenied("only the vault admin can add members".into()));
+            return Err(Error::AccessDenied(
+                "only the vault admin can add members".into(),
+            ));
         }
         validate_member_name(name)?;
         if !wrap::is_valid_recipient(&public.x25519) {
-            return Err(Error::BadInput("that public key cannot receive keys (low-order X25519 key)".into()));
+            return Err(Error::BadInput(
+                "that public key cannot receive keys (low-order X25519 key)".into(),
+            ));
         }
         self.reload_members()?;
         {
             let members = self.members.read().unwrap();
             if members.contains_key(&public.member_id()) {
-                return Err(Error::BadInput("that public key is already a member".into()));
+                return Err(Error::BadInput(
+                    "that public key is already a member".into(),
+                ));
             }
             if members.values().any(|m| m.name == name) {
-                return Err(Error::BadInput(format!("a member named '{name}' already exists")));
+                return Err(Error::BadInput(format!(
+                    "a member named '{name}' already exists"
+                )));
             }
         }
-        let me_record = self.member(&self.me.member_id()).ok_or_else(|| Error::Other("own record vanished".into()))?;
+        let me_record = self
+            .member(&self.me.member_id())
+            .ok_or_else(|| Error::Other("own record vanished".into()))?;
         let name_key = wrap::unwrap(&me_record.name_key, &self.me, &self.config.vault_id, 0)
             .ok_or_else(|| Error::integrity("cannot unwrap the vault name key"))?;
         let record = self.write_member(name, public, false, &name_key)?;
         self.reload_members()?;
-        self.record(crate::history::log::Event::MemberAdded { member: public.member_id(), name: name.to_string() })?;
+        self.record(crate::history::log::Event::MemberAdded {
+            member: public.member_id(),
+            name: name.to_string(),
+        })?;
         Ok(record)
     }
 
-    fn write_member(&self, name: &str, public: &PublicIdentity, admin: bool, name_key: &SecretKey) -> Result<MemberRecord> {
+    fn write_member(
+        &self,
+        name: &str,
+        public: &PublicIdentity,
+        admin: bool,
+        name_key: &SecretKey,
+    ) -> Result<MemberRecord> {
         let record = MemberRecord {
             format_version: FORMAT_VERSION,
             vault_id: self.config.vault_id,
@@ -293,7 +341,11 @@ impl Vault {
         };
         let signed = Signed::sign(&record, &self.me);
         let path = self.paths.member(&public.member_id().to_hex());
-        atomic_write(&path, &format::encode_file(format::MEMBER, &signed), Durability::Sync)?;
+        atomic_write(
+            &path,
+            &format::encode_file(format::MEMBER, &signed),
+            Durability::Sync,
+        )?;
         Ok(record)
     }
 
@@ -306,18 +358,32 @@ impl Vault {
     }
 
     pub fn layout(&self) -> format::data::Layout {
-        format::data::Layout { chunk_log2: self.config.chunk_log2 }
+        format::data::Layout {
+            chunk_log2: self.config.chunk_log2,
+        }
     }
 
     /// Writes a fresh `.coffer-dir` with a random dir id into `dir`.
     pub fn write_dir_record(&self, dir: &Path) -> Result<[u8; 16]> {
-        let rec = DirRecord { format_version: FORMAT_VERSION, dir_id: crate::crypto::random_bytes(), defaults: None };
-        atomic_write(&dir.join(DIR_RECORD), &format::encode_file(format::DIR, &rec), Durability::Lazy)?;
+        let rec = DirRecord {
+            format_version: FORMAT_VERSION,
+            dir_id: crate::crypto::random_bytes(),
+            defaults: None,
+        };
+        atomic_write(
+            &dir.join(DIR_RECORD),
+            &format::encode_file(format::DIR, &rec),
+            Durability::Lazy,
+        )?;
         Ok(rec.dir_id)
     }
 
     pub fn read_dir_record(&self, dir: &Path) -> Result<DirRecord> {
-        let bytes = read_limited(&dir.join(DIR_RECORD), format::DIR.max_len + 4, "directory record")?;
+        let bytes = read_limited(
+            &dir.join(DIR_RECORD),
+            format::DIR.max_len + 4,
+            "directory record",
+        )?;
         let rec: DirRecord = format::decode_file(format::DIR, &bytes)?;
         format::check_version(rec.format_version)?;
         Ok(rec)
@@ -332,7 +398,10 @@ impl Vault {
         match signed.verify(&key) {
             Ok(d) if d.dir_id == rec.dir_id => Some(d),
             Ok(_) => {
-                log::error!("ignoring directory defaults of {}: they belong to another directory", dir.display());
+                log::error!(
+                    "ignoring directory defaults of {}: they belong to another directory",
+                    dir.display()
+                );
                 None
             }
             Err(e) => {
@@ -343,21 +412,35 @@ impl Vault {
     }
 
     /// Changes a directory's default grants (signed by the acting member).
-    pub fn update_dir_defaults(&self, dir: &Path, change: impl FnOnce(&mut format::DirDefaults)) -> Result<()> {
+    pub fn update_dir_defaults(
+        &self,
+        dir: &Path,
+        change: impl FnOnce(&mut format::DirDefaults),
+    ) -> Result<()> {
         if self.read_only {
             return Err(Error::AccessDenied("vault is opened read-only".into()));
         }
         let mut rec = self.read_dir_record(dir)?;
-        let mut d = self
-            .dir_defaults(dir)
-            .unwrap_or(format::DirDefaults { dir_id: rec.dir_id, readers: vec![], updaters: vec![] });
+        let mut d = self.dir_defaults(dir).unwrap_or(format::DirDefaults {
+            dir_id: rec.dir_id,
+            readers: vec![],
+            updaters: vec![],
+        });
         change(&mut d);
         d.readers.sort();
         d.readers.dedup();
         d.updaters.sort();
         d.updaters.dedup();
-        rec.defaults = if d.readers.is_empty() && d.updaters.is_empty() { None } else { Some(Signed::sign(&d, &self.me)) };
-        atomic_write(&dir.join(DIR_RECORD), &format::encode_file(format::DIR, &rec), Durability::Sync)
+        rec.defaults = if d.readers.is_empty() && d.updaters.is_empty() {
+            None
+        } else {
+            Some(Signed::sign(&d, &self.me))
+        };
+        atomic_write(
+            &dir.join(DIR_RECORD),
+            &format::encode_file(format::DIR, &rec),
+            Durability::Sync,
+        )
     }
 
     /// Path of a backing entry inside the tree, for messages.
@@ -369,7 +452,9 @@ impl Vault {
 fn validate_member_name(name: &str) -> Result<()> {
     if name.is_empty()
         || name.len() > 64
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
     {
         return Err(Error::BadInput(format!(
             "invalid member name '{name}': use 1-64 letters, digits, '-', '_', '.', '@'"
@@ -398,7 +483,10 @@ fn read_member(paths: &VaultPaths, config: &VaultConfig, id: &MemberId) -> Resul
     let rec = signed.verify(&config.admin.ed25519)?;
     format::check_version(rec.format_version)?;
     if rec.vault_id != config.vault_id || rec.public.member_id() != *id {
-        return Err(Error::integrity(format!("member record {} belongs elsewhere", path.display())));
+        return Err(Error::integrity(format!(
+            "member record {} belongs elsewhere",
+            path.display()
+        )));
     }
     Ok(rec)
 }

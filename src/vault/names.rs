@@ -48,12 +48,27 @@ impl Vault {
         let enc = self.names().encrypt(NameKind::Entry, dir_id, raw);
         let text = B64.encode(&enc);
         if text.len() <= MAX_BACKING_NAME {
-            return Ok(BackingName { name: text.into(), long: None });
+            return Ok(BackingName {
+                name: text.into(),
+                long: None,
+            });
         }
-        let hashed = format!("{LONG_NAME_PREFIX}{}", B64.encode(&blake3::hash(&enc).as_bytes()[..24]));
+        let hashed = format!(
+            "{LONG_NAME_PREFIX}{}",
+            B64.encode(&blake3::hash(&enc).as_bytes()[..24])
+        );
         let side = long_name_side_file(OsStr::new(&hashed)).expect("hashed names carry the prefix");
-        let body = format::encode_file(format::LONG_NAME, &LongName { format_version: FORMAT_VERSION, encrypted: enc });
-        Ok(BackingName { name: hashed.into(), long: Some((side, body)) })
+        let body = format::encode_file(
+            format::LONG_NAME,
+            &LongName {
+                format_version: FORMAT_VERSION,
+                encrypted: enc,
+            },
+        );
+        Ok(BackingName {
+            name: hashed.into(),
+            long: Some((side, body)),
+        })
     }
 
     /// Decrypts a backing name found in `dir`; `None` for entries that are not
@@ -64,13 +79,19 @@ impl Vault {
             let side = long_name_side_file(backing).expect("checked prefix");
             let bytes = read_limited(&dir.join(&side), format::LONG_NAME.max_len, "long name")?;
             let ln: LongName = format::decode_file(format::LONG_NAME, &bytes)?;
-            let expect = format!("{LONG_NAME_PREFIX}{}", B64.encode(&blake3::hash(&ln.encrypted).as_bytes()[..24]));
+            let expect = format!(
+                "{LONG_NAME_PREFIX}{}",
+                B64.encode(&blake3::hash(&ln.encrypted).as_bytes()[..24])
+            );
             if expect.as_bytes() != b {
-                return Err(Error::integrity("long-name side file does not match its entry"));
+                return Err(Error::integrity(
+                    "long-name side file does not match its entry",
+                ));
             }
             ln.encrypted
         } else {
-            B64.decode(b).map_err(|_| Error::integrity("backing name is not base64url"))?
+            B64.decode(b)
+                .map_err(|_| Error::integrity("backing name is not base64url"))?
         };
         let plain = self
             .names()
@@ -99,7 +120,9 @@ impl Vault {
         if raw.is_empty() || raw.len() > 2048 {
             return Err(Error::BadInput("symlink target too long".into()));
         }
-        Ok(B64.encode(self.names().encrypt(NameKind::SymlinkTarget, &[0; 16], raw)).into())
+        Ok(B64
+            .encode(self.names().encrypt(NameKind::SymlinkTarget, &[0; 16], raw))
+            .into())
     }
 
     pub fn decrypt_symlink(&self, stored: &OsStr) -> Result<OsString> {
@@ -116,7 +139,9 @@ impl Vault {
     /// Backing xattr name for a user xattr (`user.` + encrypted rest).
     pub fn encrypt_xattr_name(&self, name: &OsStr) -> Result<OsString> {
         let raw = name.as_bytes();
-        let rest = raw.strip_prefix(b"user.").ok_or_else(|| Error::BadInput("only user.* xattrs".into()))?;
+        let rest = raw
+            .strip_prefix(b"user.")
+            .ok_or_else(|| Error::BadInput("only user.* xattrs".into()))?;
         let enc = B64.encode(self.names().encrypt(NameKind::XattrName, &[0; 16], rest));
         let full = format!("user.c.{enc}");
         if full.len() > 255 {

@@ -14,12 +14,16 @@ pub fn state_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("coffer");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".local/state/coffer")
 }
 
 fn pin_path(vault_id: &[u8; 16]) -> PathBuf {
-    state_dir().join("vaults").join(format!("{}.pin", crate::crypto::hex(vault_id)))
+    state_dir()
+        .join("vaults")
+        .join(format!("{}.pin", crate::crypto::hex(vault_id)))
 }
 
 /// Checks the config against this machine's pin, writing the pin on first contact.

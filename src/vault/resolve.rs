@@ -22,7 +22,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -41,17 +44,29 @@ pub fn live_mounts() -> Vec<LiveMount> {
     };
     let mut out = Vec::new();
     for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let mut r = right.split(' ');
-        let (Some(fstype), Some(source)) = (r.next(), r.next()) else { continue };
+        let (Some(fstype), Some(source)) = (r.next(), r.next()) else {
+            continue;
+        };
         if fstype != "fuse.coffer" {
             continue;
         }
-        let Some(root) = unescape_mountinfo(source).strip_prefix("coffer:").map(PathBuf::from) else {
+        let Some(root) = unescape_mountinfo(source)
+            .strip_prefix("coffer:")
+            .map(PathBuf::from)
+        else {
             continue;
         };
-        let Some(mp) = left.split(' ').nth(4) else { continue };
-        out.push(LiveMount { mountpoint: PathBuf::from(unescape_mountinfo(mp)), vault_root: root });
+        let Some(mp) = left.split(' ').nth(4) else {
+            continue;
+        };
+        out.push(LiveMount {
+            mountpoint: PathBuf::from(unescape_mountinfo(mp)),
+            vault_root: root,
+        });
     }
     out
 }
@@ -61,7 +76,9 @@ pub fn locate_in_mount(path: &Path) -> Result<(LiveMount, PathBuf)> {
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map_err(|e| Error::io(".", e))?.join(path)
+        std::env::current_dir()
+            .map_err(|e| Error::io(".", e))?
+            .join(path)
     };
     let abs = normalize(&abs);
     let best = live_mounts()
@@ -74,7 +91,10 @@ pub fn locate_in_mount(path: &Path) -> Result<(LiveMount, PathBuf)> {
                 path.display()
             ))
         })?;
-    let rel = abs.strip_prefix(&best.mountpoint).unwrap_or(Path::new("")).to_path_buf();
+    let rel = abs
+        .strip_prefix(&best.mountpoint)
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
     Ok((best, rel))
 }
 
@@ -115,7 +135,10 @@ impl Vault {
             cur.push(&bn.name);
         }
         if fs::symlink_metadata(&cur).is_err() {
-            return Err(Error::NotFound(format!("no such file in the vault: {}", rel.display())));
+            return Err(Error::NotFound(format!(
+                "no such file in the vault: {}",
+                rel.display()
+            )));
         }
         Ok(cur)
     }
@@ -123,9 +146,22 @@ impl Vault {
     /// Every entry at and below `backing` (depth first, directories before
     /// their contents). Entries whose names fail to decrypt are reported in
     /// `bad` rather than stopping the walk.
-    pub fn walk(&self, backing: &Path, plain: &Path, out: &mut Vec<WalkEntry>, bad: &mut Vec<(PathBuf, Error)>) {
-        let Ok(m) = fs::symlink_metadata(backing) else { return };
-        out.push(WalkEntry { backing: backing.to_path_buf(), plain: plain.to_path_buf(), is_dir: m.is_dir(), is_file: m.is_file() });
+    pub fn walk(
+        &self,
+        backing: &Path,
+        plain: &Path,
+        out: &mut Vec<WalkEntry>,
+        bad: &mut Vec<(PathBuf, Error)>,
+    ) {
+        let Ok(m) = fs::symlink_metadata(backing) else {
+            return;
+        };
+        out.push(WalkEntry {
+            backing: backing.to_path_buf(),
+            plain: plain.to_path_buf(),
+            is_dir: m.is_dir(),
+            is_file: m.is_file(),
+        });
         if !m.is_dir() {
             return;
         }
@@ -136,7 +172,9 @@ impl Vault {
                 return;
             }
         };
-        let Ok(rd) = fs::read_dir(backing) else { return };
+        let Ok(rd) = fs::read_dir(backing) else {
+            return;
+        };
         let mut children: Vec<(OsString, OsString)> = Vec::new();
         for e in rd.flatten() {
             let name = e.file_name();

@@ -38,11 +38,17 @@ const MAX_STATE: usize = 256 << 20;
 
 impl SeenState {
     pub fn load(vault_id: &[u8; 16]) -> Result<SeenState> {
-        let path = super::pin::state_dir().join("vaults").join(format!("{}.seen", crate::crypto::hex(vault_id)));
+        let path = super::pin::state_dir()
+            .join("vaults")
+            .join(format!("{}.seen", crate::crypto::hex(vault_id)));
         let d = match std::fs::read(&path) {
-            Ok(bytes) => crate::format::from_bytes::<SeenOnDisk>("client state", MAX_STATE, &bytes).map_err(|e| {
-                Error::Other(format!("this machine's state file {} is unreadable: {e}", path.display()))
-            })?,
+            Ok(bytes) => crate::format::from_bytes::<SeenOnDisk>("client state", MAX_STATE, &bytes)
+                .map_err(|e| {
+                    Error::Other(format!(
+                        "this machine's state file {} is unreadable: {e}",
+                        path.display()
+                    ))
+                })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => SeenOnDisk::default(),
             Err(e) => return Err(Error::io(&path, e)),
         };
@@ -121,7 +127,9 @@ impl SeenState {
         let mut merged = self.files.lock().unwrap().clone();
         let mut logs = self.logs.lock().unwrap().clone();
         if let Ok(bytes) = std::fs::read(&self.path) {
-            if let Ok(d) = crate::format::from_bytes::<SeenOnDisk>("client state", MAX_STATE, &bytes) {
+            if let Ok(d) =
+                crate::format::from_bytes::<SeenOnDisk>("client state", MAX_STATE, &bytes)
+            {
                 for (id, theirs) in d.files {
                     let e = merged.entry(id).or_insert(theirs);
                     if (theirs.version, theirs.access_len) > (e.version, e.access_len) {
@@ -138,7 +146,11 @@ impl SeenState {
         }
         let files: Vec<_> = merged.into_iter().collect();
         let logs: Vec<_> = logs.into_iter().map(|(m, (n, h))| (m, n, h)).collect();
-        let bytes = crate::format::to_bytes(&SeenOnDisk { format_version: crate::format::FORMAT_VERSION, files, logs });
+        let bytes = crate::format::to_bytes(&SeenOnDisk {
+            format_version: crate::format::FORMAT_VERSION,
+            files,
+            logs,
+        });
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }

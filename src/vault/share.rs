@@ -34,7 +34,12 @@ fn earlier_aad(file_id: &[u8; 16], epoch: u32) -> Vec<u8> {
 }
 
 /// Seals the keys of earlier epochs under the key of `epoch`.
-pub(super) fn seal_earlier(key: &SecretKey, file_id: &[u8; 16], epoch: u32, older: &[(u32, SecretKey)]) -> Vec<u8> {
+pub(super) fn seal_earlier(
+    key: &SecretKey,
+    file_id: &[u8; 16],
+    epoch: u32,
+    older: &[(u32, SecretKey)],
+) -> Vec<u8> {
     let plain = Zeroizing::new(crate::format::to_bytes(&EarlierKeys(
         older.iter().map(|(e, k)| (*e, *k.as_bytes())).collect(),
     )));
@@ -42,30 +47,55 @@ pub(super) fn seal_earlier(key: &SecretKey, file_id: &[u8; 16], epoch: u32, olde
     let mut out = nonce.to_vec();
     out.extend(
         XChaCha20Poly1305::new(key.as_bytes().into())
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &earlier_aad(file_id, epoch) })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &earlier_aad(file_id, epoch),
+                },
+            )
             .expect("in-memory encryption cannot fail"),
     );
     out
 }
 
-pub(super) fn open_earlier(key: &SecretKey, file_id: &[u8; 16], epoch: u32, sealed: &[u8]) -> Result<Vec<(u32, SecretKey)>> {
+pub(super) fn open_earlier(
+    key: &SecretKey,
+    file_id: &[u8; 16],
+    epoch: u32,
+    sealed: &[u8],
+) -> Result<Vec<(u32, SecretKey)>> {
     let bad = || Error::integrity(format!("earlier keys of epoch {epoch} fail authentication"));
     if sealed.len() < 24 {
         return Err(bad());
     }
     let plain = Zeroizing::new(
         XChaCha20Poly1305::new(key.as_bytes().into())
-            .decrypt(XNonce::from_slice(&sealed[..24]), Payload { msg: &sealed[24..], aad: &earlier_aad(file_id, epoch) })
+            .decrypt(
+                XNonce::from_slice(&sealed[..24]),
+                Payload {
+                    msg: &sealed[24..],
+                    aad: &earlier_aad(file_id, epoch),
+                },
+            )
             .map_err(|_| bad())?,
     );
     let keys: EarlierKeys = crate::format::from_bytes("earlier keys", 64 * 1024, &plain)?;
-    Ok(keys.0.into_iter().filter(|(e, _)| *e < epoch).map(|(e, k)| (e, SecretKey::from_bytes(k))).collect())
+    Ok(keys
+        .0
+        .into_iter()
+        .filter(|(e, _)| *e < epoch)
+        .map(|(e, k)| (e, SecretKey::from_bytes(k)))
+        .collect())
 }
 
 /// Drops key epochs no chunk uses any more (after a migration).
 pub(super) fn prune_epochs(sidecar: &mut Sidecar, current: u32) {
-    let used: std::collections::BTreeSet<u32> = sidecar.chunks.iter().flatten().map(|c| c.epoch).collect();
-    sidecar.keys.retain(|k| k.epoch == current || used.contains(&k.epoch));
+    let used: std::collections::BTreeSet<u32> =
+        sidecar.chunks.iter().flatten().map(|c| c.epoch).collect();
+    sidecar
+        .keys
+        .retain(|k| k.epoch == current || used.contains(&k.epoch));
     if !used.iter().any(|e| *e < current) {
         for k in sidecar.keys.iter_mut() {
             k.earlier = None;
@@ -100,13 +130,22 @@ impl OpenFile {
     }
 
     /// Appends entries (and key epochs) to the access list and writes the sidecar.
-    fn append_access(&mut self, vault: &Vault, changes: Vec<AccessChange>, new_keys: Option<EpochKeys>) -> Result<AccessState> {
+    fn append_access(
+        &mut self,
+        vault: &Vault,
+        changes: Vec<AccessChange>,
+        new_keys: Option<EpochKeys>,
+    ) -> Result<AccessState> {
         let mut sidecar = self.committed.sidecar.clone();
         let mut state = self.committed.access.clone();
         let mut events = Vec::new();
         for change in changes {
             let entry = access::next_entry(&state, &vault.me, change.clone());
-            events.push(crate::history::log::Event::AccessChanged { file_id: self.file_id, entry_hash: entry.hash(), change });
+            events.push(crate::history::log::Event::AccessChanged {
+                file_id: self.file_id,
+                entry_hash: entry.hash(),
+                change,
+            });
             sidecar.access.push(entry);
             state = access::replay(&self.file_id, &sidecar.access, vault)?;
         }
@@ -142,10 +181,12 @@ impl OpenFile {
 
     fn current_key(&self) -> Result<SecretKey> {
         let epoch = self.committed.access.epoch;
-        self.keys
-            .get(&epoch)
-            .cloned()
-            .ok_or_else(|| Error::AccessDenied(format!("{}: you hold no key for the current epoch", self.display)))
+        self.keys.get(&epoch).cloned().ok_or_else(|| {
+            Error::AccessDenied(format!(
+                "{}: you hold no key for the current epoch",
+                self.display
+            ))
+        })
     }
 
     /// Grants `right` to `member`. Read needs read; update needs update.
@@ -163,7 +204,11 @@ impl OpenFile {
             Right::Update => st.can_update(&me),
         };
         if !allowed {
-            let what = if right == Right::Read { "read" } else { "update" };
+            let what = if right == Right::Read {
+                "read"
+            } else {
+                "update"
+            };
             return Err(Error::AccessDenied(format!(
                 "{}: you do not hold the {what} right, so you cannot grant it",
                 self.display
@@ -188,15 +233,22 @@ impl OpenFile {
                     k.wraps.retain(|x| x.recipient != id);
                     k.wraps.push(w);
                 }
-                None => sidecar_keys.push(EpochKeys { epoch, wraps: vec![w], earlier: None }),
+                None => sidecar_keys.push(EpochKeys {
+                    epoch,
+                    wraps: vec![w],
+                    earlier: None,
+                }),
             }
             // Chunks on older epochs not reachable from the current key: wrap those too.
-            let current_has_earlier = sidecar_keys.iter().any(|k| k.epoch == epoch && k.earlier.is_some());
+            let current_has_earlier = sidecar_keys
+                .iter()
+                .any(|k| k.epoch == epoch && k.earlier.is_some());
             if !current_has_earlier {
                 for k in sidecar_keys.iter_mut().filter(|k| k.epoch != epoch) {
                     if let Some(old) = self.keys.get(&k.epoch) {
                         k.wraps.retain(|x| x.recipient != id);
-                        k.wraps.push(wrap::wrap(old, &member.public, &self.file_id, k.epoch)?);
+                        k.wraps
+                            .push(wrap::wrap(old, &member.public, &self.file_id, k.epoch)?);
                     }
                 }
             }
@@ -208,7 +260,13 @@ impl OpenFile {
 
     /// Revokes `right` from `member` (Read takes update too). Needs update, or
     /// `member` is yourself. Revoking read starts a new key epoch.
-    pub fn revoke(&mut self, vault: &Vault, member: MemberId, right: Right, mode: RevokeMode) -> Result<bool> {
+    pub fn revoke(
+        &mut self,
+        vault: &Vault,
+        member: MemberId,
+        right: Right,
+        mode: RevokeMode,
+    ) -> Result<bool> {
         if vault.read_only {
             return Err(Error::AccessDenied("vault is opened read-only".into()));
         }
@@ -230,7 +288,11 @@ impl OpenFile {
             return Ok(false);
         }
         let pin = self.committed.sidecar.manifest.hash();
-        let mut changes = vec![AccessChange::Revoke { member, right, content_pin: pin }];
+        let mut changes = vec![AccessChange::Revoke {
+            member,
+            right,
+            content_pin: pin,
+        }];
         // A new epoch needs the update right after the revocation too, so someone
         // dropping their own read leaves the key as it is (they held it anyway).
         let rotate = right == Right::Read && member != me && st.can_update(&me);
@@ -238,7 +300,9 @@ impl OpenFile {
             self.append_access(vault, changes, None)?;
             return Ok(true);
         }
-        changes.push(AccessChange::Rotate { epoch: st.epoch + 1 });
+        changes.push(AccessChange::Rotate {
+            epoch: st.epoch + 1,
+        });
         self.start_epoch(vault, changes)?;
         drop(lock);
         if mode == RevokeMode::Eager {
@@ -260,22 +324,34 @@ impl OpenFile {
         let key = SecretKey::generate();
         let mut wraps = Vec::new();
         for reader in state.readers.keys() {
-            let rec = vault
-                .member(reader)
-                .ok_or_else(|| Error::integrity(format!("reader {reader} is not a vault member")))?;
+            let rec = vault.member(reader).ok_or_else(|| {
+                Error::integrity(format!("reader {reader} is not a vault member"))
+            })?;
             wraps.push(wrap::wrap(&key, &rec.public, &self.file_id, epoch)?);
         }
-        let used: std::collections::BTreeSet<u32> = self.chunks.iter().flatten().map(|c| c.epoch).collect();
+        let used: std::collections::BTreeSet<u32> =
+            self.chunks.iter().flatten().map(|c| c.epoch).collect();
         let mut older = Vec::new();
         for e in used {
-            let k = self
-                .keys
-                .get(&e)
-                .ok_or_else(|| Error::AccessDenied(format!("{}: no key for epoch {e}", self.display)))?;
+            let k = self.keys.get(&e).ok_or_else(|| {
+                Error::AccessDenied(format!("{}: no key for epoch {e}", self.display))
+            })?;
             older.push((e, k.clone()));
         }
-        let earlier = if older.is_empty() { None } else { Some(seal_earlier(&key, &self.file_id, epoch, &older)) };
-        self.append_access(vault, changes, Some(EpochKeys { epoch, wraps, earlier }))?;
+        let earlier = if older.is_empty() {
+            None
+        } else {
+            Some(seal_earlier(&key, &self.file_id, epoch, &older))
+        };
+        self.append_access(
+            vault,
+            changes,
+            Some(EpochKeys {
+                epoch,
+                wraps,
+                earlier,
+            }),
+        )?;
         self.keys.insert(epoch, key);
         Ok(())
     }
@@ -297,7 +373,11 @@ impl OpenFile {
     /// Chunks still encrypted under an epoch older than the current one.
     pub fn chunks_on_old_epochs(&self) -> u64 {
         let cur = self.committed.access.epoch;
-        self.chunks.iter().flatten().filter(|c| c.epoch < cur).count() as u64
+        self.chunks
+            .iter()
+            .flatten()
+            .filter(|c| c.epoch < cur)
+            .count() as u64
     }
 
     /// Bytes of plaintext still on old epochs (for progress).
@@ -317,7 +397,12 @@ impl OpenFile {
             .filter(|(_, c)| matches!(c, Some(c) if c.epoch < cur))
             .map(|(i, _)| i as u64)
             .collect();
-        let needs_prune = self.committed.sidecar.keys.iter().any(|k| k.epoch != cur || k.earlier.is_some());
+        let needs_prune = self
+            .committed
+            .sidecar
+            .keys
+            .iter()
+            .any(|k| k.epoch != cur || k.earlier.is_some());
         if stale.is_empty() && !needs_prune {
             return Ok(0);
         }
@@ -332,7 +417,11 @@ impl OpenFile {
 
 impl Vault {
     /// Re-reads a file's access state without needing a key (for `coffer access`).
-    pub fn file_access(&self, backing: &std::path::Path, display: &str) -> Result<(AccessState, crate::format::Manifest)> {
+    pub fn file_access(
+        &self,
+        backing: &std::path::Path,
+        display: &str,
+    ) -> Result<(AccessState, crate::format::Manifest)> {
         let id = self.read_file_id(backing)?;
         let c = load_committed(self, &id, display)?;
         let _ = unwrap_keys;

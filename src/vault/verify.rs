@@ -49,7 +49,10 @@ impl Vault {
     pub fn verify(&self, progress: Progress) -> VerifyReport {
         let mut r = VerifyReport::default();
         let fail = |r: &mut VerifyReport, path: String, e: &dyn std::fmt::Display| {
-            r.failures.push(Finding { path, problem: e.to_string() })
+            r.failures.push(Finding {
+                path,
+                problem: e.to_string(),
+            })
         };
 
         // Members: every record must verify under the admin key.
@@ -65,7 +68,11 @@ impl Vault {
                     .map(|id| self.member(&MemberId(id)).is_some())
                     .unwrap_or(false);
                 if !known {
-                    fail(&mut r, format!("members/{name}"), &"member record fails verification (forged or corrupt)");
+                    fail(
+                        &mut r,
+                        format!("members/{name}"),
+                        &"member record fails verification (forged or corrupt)",
+                    );
                 }
             }
         }
@@ -73,7 +80,12 @@ impl Vault {
         // The tree.
         let mut entries = Vec::new();
         let mut bad = Vec::new();
-        self.walk(&self.paths.tree(), std::path::Path::new("/"), &mut entries, &mut bad);
+        self.walk(
+            &self.paths.tree(),
+            std::path::Path::new("/"),
+            &mut entries,
+            &mut bad,
+        );
         for (p, e) in bad {
             fail(&mut r, p.display().to_string(), &e);
         }
@@ -92,12 +104,18 @@ impl Vault {
                 r.directories += 1;
                 if let Ok(rec) = self.read_dir_record(&e.backing) {
                     if rec.defaults.is_some() && self.dir_defaults(&e.backing).is_none() {
-                        fail(&mut r, shown.clone(), &"directory default grants fail verification");
+                        fail(
+                            &mut r,
+                            shown.clone(),
+                            &"directory default grants fail verification",
+                        );
                     }
                 }
                 continue;
             }
-            let Ok(m) = std::fs::symlink_metadata(&e.backing) else { continue };
+            let Ok(m) = std::fs::symlink_metadata(&e.backing) else {
+                continue;
+            };
             if m.file_type().is_symlink() {
                 match std::fs::read_link(&e.backing) {
                     Ok(t) => {
@@ -120,12 +138,18 @@ impl Vault {
                             fail(
                                 &mut r,
                                 shown.clone(),
-                                &format!("has the same file id as {} (a copied or swapped content file)", other.display()),
+                                &format!(
+                                    "has the same file id as {} (a copied or swapped content file)",
+                                    other.display()
+                                ),
                             );
                         }
                     }
                     by_id.insert(f.file_id, (m.ino(), e.plain.clone()));
-                    versions.insert(f.file_id, (f.manifest().version, f.sidecar().access.len() as u64));
+                    versions.insert(
+                        f.file_id,
+                        (f.manifest().version, f.sidecar().access.len() as u64),
+                    );
                     let decrypted = self.check_chunks(&f, &shown, &mut r);
                     if decrypted {
                         r.decrypted_files += 1;
@@ -147,7 +171,12 @@ impl Vault {
         let mut has_binding: HashSet<[u8; 16]> = HashSet::new();
         for member in self.members() {
             let id = member.public.member_id();
-            match read_member_log(&self.paths.log(), &self.config.vault_id, &id, &member.public.ed25519) {
+            match read_member_log(
+                &self.paths.log(),
+                &self.config.vault_id,
+                &id,
+                &member.public.ed25519,
+            ) {
                 Ok(log) => {
                     if let Some((n, h)) = self.seen.log_seen(&id) {
                         let n_now = log.entries.len() as u64;
@@ -155,13 +184,17 @@ impl Vault {
                             fail(
                                 &mut r,
                                 format!("log/{}.log", id.to_hex()),
-                                &format!("history of {} rolled back from {n} entries (seen) to {n_now}", member.name),
+                                &format!(
+                                    "history of {} rolled back from {n} entries (seen) to {n_now}",
+                                    member.name
+                                ),
                             );
                             continue;
                         }
                         let _ = h;
                     }
-                    self.seen.observe_log(id, log.entries.len() as u64, log.head);
+                    self.seen
+                        .observe_log(id, log.entries.len() as u64, log.head);
                     r.log_entries += log.entries.len() as u64;
                     for entry in &log.entries {
                         match &entry.event {
@@ -171,7 +204,9 @@ impl Vault {
                             Event::FileDeleted { file_id } => {
                                 live.insert(*file_id, false);
                             }
-                            Event::ContentVersion { file_id, version, .. } => {
+                            Event::ContentVersion {
+                                file_id, version, ..
+                            } => {
                                 let v = logged_version.entry(*file_id).or_insert(0);
                                 *v = (*v).max(*version);
                             }
@@ -203,7 +238,10 @@ impl Vault {
         }
         // Each file against the newest version any member's log recorded.
         for (file_id, (version, access_len)) in &versions {
-            let shown = by_id.get(file_id).map(|(_, p)| p.display().to_string()).unwrap_or_default();
+            let shown = by_id
+                .get(file_id)
+                .map(|(_, p)| p.display().to_string())
+                .unwrap_or_default();
             if let Some(v) = logged_version.get(file_id) {
                 if v > version {
                     fail(&mut r, shown.clone(), &format!("rolled back: the history records version {v}, the file is at {version}"));
@@ -218,13 +256,23 @@ impl Vault {
         // Every entry must stand where the history put it: a swap or a rename
         // outside coffer puts an id under a name the log never bound it to.
         for e in &entries {
-            let Some(parent) = e.backing.parent() else { continue };
+            let Some(parent) = e.backing.parent() else {
+                continue;
+            };
             if e.backing == self.paths.tree() {
                 continue;
             }
-            let (Some(id), Ok(pid)) = (self.entry_id(&e.backing), self.read_dir_record(parent)) else { continue };
-            let Some(bname) = e.backing.file_name() else { continue };
-            let tag = crate::history::log::name_tag(&pid.dir_id, std::os::unix::ffi::OsStrExt::as_bytes(bname));
+            let (Some(id), Ok(pid)) = (self.entry_id(&e.backing), self.read_dir_record(parent))
+            else {
+                continue;
+            };
+            let Some(bname) = e.backing.file_name() else {
+                continue;
+            };
+            let tag = crate::history::log::name_tag(
+                &pid.dir_id,
+                std::os::unix::ffi::OsStrExt::as_bytes(bname),
+            );
             let shown = e.plain.display().to_string();
             match bound_to.get(&tag) {
                 Some(b) if *b == id => {}
@@ -255,14 +303,22 @@ impl Vault {
         // Sidecars nobody references.
         if let Ok(rd) = std::fs::read_dir(self.paths.meta()) {
             for fan in rd.flatten() {
-                let Ok(files) = std::fs::read_dir(fan.path()) else { continue };
+                let Ok(files) = std::fs::read_dir(fan.path()) else {
+                    continue;
+                };
                 for f in files.flatten() {
                     let name = f.file_name().to_string_lossy().into_owned();
-                    let Some(id) = name.strip_suffix(".meta").and_then(crate::crypto::unhex::<16>) else { continue };
+                    let Some(id) = name
+                        .strip_suffix(".meta")
+                        .and_then(crate::crypto::unhex::<16>)
+                    else {
+                        continue;
+                    };
                     if !present.contains(&id) && !live.get(&id).copied().unwrap_or(false) {
                         r.warnings.push(Finding {
                             path: format!("meta/{}/{name}", fan.file_name().to_string_lossy()),
-                            problem: "sidecar of no file (left by an interrupted create or delete)".into(),
+                            problem: "sidecar of no file (left by an interrupted create or delete)"
+                                .into(),
                         });
                     }
                 }
@@ -278,7 +334,11 @@ impl Vault {
         }
     }
 
-    fn open_file_for_verify(&self, backing: &std::path::Path, shown: &str) -> Result<OpenFile, Error> {
+    fn open_file_for_verify(
+        &self,
+        backing: &std::path::Path,
+        shown: &str,
+    ) -> Result<OpenFile, Error> {
         // Verification must not repair: open as a reader would on a read-only mount.
         let f = self.open_file_readonly(backing, shown.to_string())?;
         Ok(f)
@@ -310,10 +370,19 @@ impl Vault {
             let idx = idx as u64;
             let plain_len = layout.chunk_plain_len(size, idx);
             let mut buf = vec![0u8; plain_len + chunk::OVERHEAD];
-            let ok = std::os::unix::fs::FileExt::read_exact_at(&f.data, &mut buf, layout.slot_offset(idx)).is_ok();
+            let ok = std::os::unix::fs::FileExt::read_exact_at(
+                &f.data,
+                &mut buf,
+                layout.slot_offset(idx),
+            )
+            .is_ok();
             let stored: &[u8] = if ok && *blake3::hash(&buf).as_bytes() == c.hash {
                 &buf
-            } else if let Some(j) = f.journal_overlay.get(&idx).filter(|j| *blake3::hash(j).as_bytes() == c.hash) {
+            } else if let Some(j) = f
+                .journal_overlay
+                .get(&idx)
+                .filter(|j| *blake3::hash(j).as_bytes() == c.hash)
+            {
                 r.warnings.push(Finding {
                     path: shown.into(),
                     problem: format!("chunk {idx} is pending in the write journal (an interrupted commit); the next open completes it"),
@@ -330,7 +399,10 @@ impl Vault {
                 match f.keys.get(&c.epoch) {
                     Some(k) if chunk::open(k, &f.file_id, c.epoch, idx, stored).is_some() => {}
                     _ => {
-                        r.failures.push(Finding { path: shown.into(), problem: format!("chunk {idx} fails authentication") });
+                        r.failures.push(Finding {
+                            path: shown.into(),
+                            problem: format!("chunk {idx} fails authentication"),
+                        });
                         return false;
                     }
                 }
