@@ -6,7 +6,7 @@
 //! batched. Names never appear in the log: files are named by id.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -128,40 +128,76 @@ pub struct MemberLog {
     pub checkpoint: Option<Checkpoint>,
 }
 
-/// Reads and verifies one member's log against their Ed25519 key.
-pub fn read_member_log(
+/// Where an incremental read of a log starts: after `entries` entries ending
+/// at byte `offset` with hash `head`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogPosition {
+    pub offset: u64,
+    pub entries: u64,
+    pub head: [u8; 32],
+}
+
+/// Entries appended to a member's log after `from`, verified and chained onto it.
+/// A log shorter than `from` (truncated, rolled back or rewritten) is an error.
+pub fn read_member_log_from(
     dir: &Path,
     vault_id: &[u8; 16],
     member: &MemberId,
     ed25519: &[u8; 32],
-) -> Result<MemberLog> {
+    from: LogPosition,
+) -> Result<(Vec<LogEntry>, LogPosition, bool)> {
+    use std::io::{Seek, SeekFrom};
     let path = log_path(dir, member);
-    let bytes = match read_limited(&path, MAX_LOG, "log") {
-        Ok(b) => b,
-        Err(Error::NotFound(_)) => Vec::new(),
-        Err(e) => return Err(e),
+    let mut f = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && from.offset == 0 => {
+            return Ok((Vec::new(), from, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::integrity(format!(
+                "the history log of {member} is gone"
+            )))
+        }
+        Err(e) => return Err(Error::io(&path, e)),
     };
-    let mut out = MemberLog::default();
+    let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+    if len < from.offset {
+        return Err(Error::integrity(format!(
+            "the history log of {member} shrank from {} to {len} bytes (truncated or rolled back)",
+            from.offset
+        )));
+    }
+    if len - from.offset > MAX_LOG as u64 {
+        return Err(Error::corrupt("log", "log grew past the size limit"));
+    }
+    f.seek(SeekFrom::Start(from.offset))
+        .map_err(|e| Error::io(&path, e))?;
+    let mut bytes = Vec::with_capacity((len - from.offset) as usize);
+    std::io::Read::read_to_end(&mut (&mut f).take(len - from.offset), &mut bytes)
+        .map_err(|e| Error::io(&path, e))?;
+    let mut entries = Vec::new();
     let mut pos = 0usize;
-    let mut prev = [0u8; 32];
+    let mut at = from;
+    let mut torn = false;
     while pos < bytes.len() {
         if bytes.len() - pos < 4 {
-            out.torn_tail = true;
+            torn = true;
             break;
         }
         let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
         if len > MAX_ENTRY + 256 {
             return Err(Error::integrity(format!(
-                "log of {member}: record at byte {pos} has an impossible length"
+                "log of {member}: record at byte {} has an impossible length",
+                from.offset as usize + pos
             )));
         }
         if bytes.len() - pos - 4 < len {
-            out.torn_tail = true;
+            torn = true;
             break;
         }
         let rec = &bytes[pos + 4..pos + 4 + len];
         let signed: Signed<LogEntry> = format::from_bytes("log record", MAX_ENTRY + 256, rec)?;
-        let seq = out.entries.len() as u64;
+        let seq = at.entries;
         if signed.signer != *member {
             return Err(Error::integrity(format!(
                 "log of {member}: entry {seq} signed by someone else"
@@ -171,7 +207,7 @@ pub fn read_member_log(
             .verify(ed25519)
             .map_err(|e| Error::integrity(format!("log of {member}: entry {seq}: {e}")))?;
         if entry.seq != seq
-            || entry.prev != prev
+            || entry.prev != at.head
             || entry.member != *member
             || &entry.vault_id != vault_id
         {
@@ -179,11 +215,34 @@ pub fn read_member_log(
                 "log of {member}: entry {seq} is out of order, from another log or not chained"
             )));
         }
-        prev = signed.hash();
-        out.entries.push(entry);
         pos += 4 + len;
-        out.valid_len = pos as u64;
+        at = LogPosition {
+            offset: from.offset + pos as u64,
+            entries: seq + 1,
+            head: signed.hash(),
+        };
+        entries.push(entry);
     }
+    Ok((entries, at, torn))
+}
+
+/// Reads and verifies one member's whole log, and its checkpoint.
+pub fn read_member_log(
+    dir: &Path,
+    vault_id: &[u8; 16],
+    member: &MemberId,
+    ed25519: &[u8; 32],
+) -> Result<MemberLog> {
+    let (entries, at, torn) =
+        read_member_log_from(dir, vault_id, member, ed25519, LogPosition::default())?;
+    let mut out = MemberLog {
+        entries,
+        head: at.head,
+        valid_len: at.offset,
+        torn_tail: torn,
+        checkpoint: None,
+    };
+    let prev = at.head;
     out.head = prev;
     if let Ok(bytes) = read_limited(
         &head_path(dir, member),
@@ -249,9 +308,9 @@ pub struct LogWriter {
     member: MemberId,
     /// Entries written since the last checkpoint.
     unsigned_tail: u64,
-    /// (file length, entries, head hash) after our last append: lets the next
-    /// append skip re-reading the log unless another writer appended meanwhile.
-    known: Option<(u64, u64, [u8; 32])>,
+    /// Where the log ended after our last append or read: the next append only
+    /// reads what another writer (a second mount of this identity) added since.
+    known: LogPosition,
 }
 
 impl LogWriter {
@@ -261,7 +320,7 @@ impl LogWriter {
             vault_id,
             member,
             unsigned_tail: 0,
-            known: None,
+            known: LogPosition::default(),
         }
     }
 
@@ -279,22 +338,8 @@ impl LogWriter {
             .map_err(|e| Error::io(&path, e))?;
         let _lock = FileLock::exclusive(&f).map_err(|e| Error::io(&path, e))?;
         let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
-        let (seq, prev) = match self.known {
-            Some((known_len, seq, head)) if known_len == len => (seq, head),
-            _ => {
-                let log = read_member_log(
-                    &self.dir,
-                    &self.vault_id,
-                    &self.member,
-                    &me.public().ed25519,
-                )?;
-                if log.torn_tail {
-                    // A crash cut the last record short: drop it before appending.
-                    f.set_len(log.valid_len).map_err(|e| Error::io(&path, e))?;
-                }
-                (log.entries.len() as u64, log.head)
-            }
-        };
+        self.catch_up(me, &f, len, true)?;
+        let (seq, prev) = (self.known.entries, self.known.head);
         let entry = LogEntry {
             vault_id: self.vault_id,
             member: self.member,
@@ -308,9 +353,38 @@ impl LogWriter {
         let mut rec = (body.len() as u32).to_le_bytes().to_vec();
         rec.extend_from_slice(&body);
         f.write_all(&rec).map_err(|e| Error::io(&path, e))?;
-        let new_len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
-        self.known = Some((new_len, seq + 1, signed.hash()));
+        self.known = LogPosition {
+            offset: self.known.offset + rec.len() as u64,
+            entries: seq + 1,
+            head: signed.hash(),
+        };
         self.unsigned_tail += 1;
+        Ok(())
+    }
+
+    /// Reads what was appended since `known` (all of it if the log shrank),
+    /// optionally cutting a torn tail left by a crash.
+    fn catch_up(&mut self, me: &Identity, f: &File, len: u64, repair: bool) -> Result<()> {
+        if len == self.known.offset {
+            return Ok(());
+        }
+        let start = if len > self.known.offset {
+            self.known
+        } else {
+            LogPosition::default()
+        };
+        let (_, at, torn) = read_member_log_from(
+            &self.dir,
+            &self.vault_id,
+            &self.member,
+            &me.public().ed25519,
+            start,
+        )?;
+        if torn && repair {
+            f.set_len(at.offset)
+                .map_err(|e| Error::io(log_path(&self.dir, &self.member), e))?;
+        }
+        self.known = at;
         Ok(())
     }
 
@@ -322,18 +396,14 @@ impl LogWriter {
         let path = log_path(&self.dir, &self.member);
         let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let _lock = FileLock::exclusive(&f).map_err(|e| Error::io(&path, e))?;
-        let log = read_member_log(
-            &self.dir,
-            &self.vault_id,
-            &self.member,
-            &me.public().ed25519,
-        )?;
+        let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+        self.catch_up(me, &f, len, false)?;
         let cp = Checkpoint {
             format_version: FORMAT_VERSION,
             vault_id: self.vault_id,
             member: self.member,
-            len: log.entries.len() as u64,
-            head: log.head,
+            len: self.known.entries,
+            head: self.known.head,
             time_unix: crate::vault::now_unix(),
         };
         let bytes = format::encode_file(CHECKPOINT, &Signed::sign(&cp, me));

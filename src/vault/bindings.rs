@@ -7,12 +7,12 @@ use std::path::Path;
 
 use crate::crypto::MemberId;
 use crate::error::{Error, Result};
-use crate::history::log::{name_tag, read_member_log, Event};
+use crate::history::log::{name_tag, read_member_log_from, Event, LogPosition};
 
 #[derive(Default)]
 pub struct BindingIndex {
-    /// Per member: log length in bytes and entries already applied.
-    applied: HashMap<MemberId, (u64, usize)>,
+    /// Per member: how far their log has been applied.
+    applied: HashMap<MemberId, LogPosition>,
     bound_to: HashMap<[u8; 16], [u8; 16]>,
     ever_bound: HashSet<([u8; 16], [u8; 16])>,
     has_binding: HashSet<[u8; 16]>,
@@ -72,26 +72,22 @@ impl BindingIndex {
             let id = m.public.member_id();
             let path = crate::history::log::log_path(&vault.paths.log(), &id);
             let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let (seen_len, seen_entries) = self.applied.get(&id).copied().unwrap_or((0, 0));
-            if len == seen_len {
+            let from = self.applied.get(&id).copied().unwrap_or_default();
+            if len == from.offset {
                 continue;
             }
-            let log = read_member_log(
+            let (entries, at, _torn) = read_member_log_from(
                 &vault.paths.log(),
                 &vault.config.vault_id,
                 &id,
                 &m.public.ed25519,
-            )?;
-            if log.entries.len() < seen_entries {
-                return Err(Error::integrity(format!(
-                    "the history log of {} shrank (rolled back)",
-                    m.name
-                )));
-            }
-            for e in &log.entries[seen_entries..] {
+                from,
+            )
+            .map_err(|e| Error::integrity(format!("history of {}: {e}", m.name)))?;
+            for e in &entries {
                 self.apply(&e.event);
             }
-            self.applied.insert(id, (len, log.entries.len()));
+            self.applied.insert(id, at);
         }
         Ok(())
     }

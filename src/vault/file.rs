@@ -32,6 +32,7 @@ pub const DIRTY_LIMIT: usize = 16 << 20;
 pub(super) struct Stamp {
     ino: u64,
     mtime_ns: i64,
+    ctime_ns: i64,
     len: u64,
 }
 
@@ -40,11 +41,15 @@ pub(super) fn stamp_of(path: &Path) -> Option<Stamp> {
     Some(Stamp {
         ino: m.ino(),
         mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        // ctime cannot be set by users: a rewrite in place that restores the
+        // mtime still changes it.
+        ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
         len: m.len(),
     })
 }
 
 /// Committed state: what the sidecar on disk says, verified.
+#[derive(Clone)]
 pub(super) struct Committed {
     pub(super) sidecar: Sidecar,
     pub(super) manifest: Manifest,
@@ -668,7 +673,45 @@ pub(super) fn unwrap_keys(vault: &Vault, c: &Committed) -> Result<HashMap<u32, S
     Ok(keys)
 }
 
+/// Verified sidecars by file id, so reopening an unchanged file skips the
+/// signature checks and key unwrapping (the expensive part of an open).
+#[derive(Default)]
+pub struct VerifiedCache {
+    entries: HashMap<[u8; 16], (Stamp, Committed, HashMap<u32, SecretKey>)>,
+}
+
+const VERIFIED_CACHE_MAX: usize = 4096;
+
 impl Vault {
+    /// `load_committed` + `unwrap_keys`, served from the cache when the sidecar
+    /// is unchanged on disk (same inode, mtime, ctime and length).
+    fn load_verified(
+        &self,
+        file_id: &[u8; 16],
+        display: &str,
+    ) -> Result<(Committed, HashMap<u32, SecretKey>)> {
+        let stamp = stamp_of(&self.paths.sidecar(file_id));
+        if let Some(stamp) = stamp {
+            if let Some((s, c, k)) = self.verified.lock().unwrap().entries.get(file_id) {
+                if *s == stamp {
+                    return Ok((c.clone(), k.clone()));
+                }
+            }
+        }
+        let committed = load_committed(self, file_id, display)?;
+        let keys = unwrap_keys(self, &committed)?;
+        if let Some(stamp) = committed.stamp {
+            let mut cache = self.verified.lock().unwrap();
+            if cache.entries.len() >= VERIFIED_CACHE_MAX {
+                cache.entries.clear();
+            }
+            cache
+                .entries
+                .insert(*file_id, (stamp, committed.clone(), keys.clone()));
+        }
+        Ok((committed, keys))
+    }
+
     /// Creates a new encrypted file at `backing` (which must not exist).
     pub fn create_file(&self, backing: &Path, mode: u32, display: String) -> Result<OpenFile> {
         if self.read_only {
@@ -830,8 +873,7 @@ impl Vault {
         }
         // The entry must hold the file the signed history put under this name.
         self.check_binding(backing, &header.file_id, &display)?;
-        let committed = load_committed(self, &header.file_id, &display)?;
-        let keys = unwrap_keys(self, &committed)?;
+        let (committed, keys) = self.load_verified(&header.file_id, &display)?;
         let mut f = OpenFile {
             file_id: header.file_id,
             layout: self.layout(),

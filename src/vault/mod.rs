@@ -48,6 +48,8 @@ pub struct Vault {
     log: std::sync::Mutex<crate::history::log::LogWriter>,
     /// Entry → id bindings from all members' logs.
     bindings: std::sync::Mutex<bindings::BindingIndex>,
+    /// Sidecars verified since they last changed.
+    verified: std::sync::Mutex<file::VerifiedCache>,
 }
 
 impl KeyLookup for Vault {
@@ -117,6 +119,7 @@ impl Vault {
                 admin_id,
             )),
             bindings: Default::default(),
+            verified: Default::default(),
         };
         vault.write_member(admin_name, vault.me.public(), true, &name_key)?;
         vault.write_dir_record(&vault.paths.tree())?;
@@ -174,6 +177,7 @@ impl Vault {
                 paths_log, config_id, me_id,
             )),
             bindings: Default::default(),
+            verified: Default::default(),
         };
         vault.reload_members()?;
         Ok(vault)
