@@ -248,7 +248,15 @@ impl Inner {
         };
         let id = entry_id.filter(|_| m.nlink() <= 1);
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        self.note_link(entry_id, &dir, &bn.name, false)?;
+        // The history first (a deletion drops every name of the file), so a
+        // crash in between reads as an interrupted delete, not as tampering.
+        match id {
+            Some(id) => self
+                .vault
+                .record_delete(&id)
+                .map_err(|e| self.fail("history log", e))?,
+            None => self.note_link(entry_id, &dir, &bn.name, false)?,
+        }
         if let Err(e) = fs::remove_file(&path) {
             let _ = self.note_link(entry_id, &dir, &bn.name, true);
             return Err(Inner::io_err(e));
@@ -360,7 +368,13 @@ impl Inner {
             to_id
         };
         self.note_link(from_id, &from_dir, &from_bn.name, false)?;
-        self.note_link(to_id, &to_dir, &to_bn.name, false)?;
+        match replaced_id {
+            Some(id) => self
+                .vault
+                .record_delete(&id)
+                .map_err(|e| self.fail("history log", e))?,
+            None => self.note_link(to_id, &to_dir, &to_bn.name, false)?,
+        }
         self.note_link(from_id, &to_dir, &to_bn.name, true)?;
         if exchange {
             self.note_link(to_id, &from_dir, &from_bn.name, true)?;

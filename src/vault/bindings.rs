@@ -16,6 +16,11 @@ pub struct BindingIndex {
     bound_to: HashMap<[u8; 16], [u8; 16]>,
     ever_bound: HashSet<([u8; 16], [u8; 16])>,
     has_binding: HashSet<[u8; 16]>,
+    /// Names bound to each id, so a deletion can drop them all.
+    names_of: HashMap<[u8; 16], HashSet<[u8; 16]>>,
+    /// Ids the history records as deleted, and as created.
+    deleted: HashSet<[u8; 16]>,
+    created: HashSet<[u8; 16]>,
     /// Newest content version and access-list length any log recorded per file.
     versions: HashMap<[u8; 16], u64>,
     access_lens: HashMap<[u8; 16], u64>,
@@ -28,19 +33,34 @@ pub enum Binding {
     Matches,
     /// Neither the entry nor the id was ever recorded (created outside a mount).
     Unknown,
-    /// The entry names this id under a name it had before (an interrupted rename).
+    /// The entry names this id under a name it had before (an interrupted rename),
+    /// or a file whose deletion was interrupted.
     Stale,
     /// The entry names an id the history never put there.
     Mismatch,
 }
 
 impl BindingIndex {
-    fn apply(&mut self, e: &Event) {
+    pub fn apply(&mut self, e: &Event) {
         match e {
             Event::Linked { id, name } => {
                 self.bound_to.insert(*name, *id);
                 self.ever_bound.insert((*id, *name));
                 self.has_binding.insert(*id);
+                self.names_of.entry(*id).or_default().insert(*name);
+                self.deleted.remove(id);
+            }
+            Event::FileDeleted { file_id } => {
+                for name in self.names_of.remove(file_id).unwrap_or_default() {
+                    if self.bound_to.get(&name) == Some(file_id) {
+                        self.bound_to.remove(&name);
+                    }
+                }
+                self.deleted.insert(*file_id);
+            }
+            Event::FileCreated { file_id } => {
+                self.created.insert(*file_id);
+                self.deleted.remove(file_id);
             }
             Event::Unlinked { id, name } if self.bound_to.get(name) == Some(id) => {
                 self.bound_to.remove(name);
@@ -56,6 +76,19 @@ impl BindingIndex {
             }
             _ => {}
         }
+    }
+
+    /// Files the history has created and not deleted.
+    pub fn live_files(&self) -> Vec<[u8; 16]> {
+        self.created
+            .iter()
+            .filter(|f| !self.deleted.contains(*f))
+            .copied()
+            .collect()
+    }
+
+    pub fn is_live(&self, file_id: &[u8; 16]) -> bool {
+        self.created.contains(file_id) && !self.deleted.contains(file_id)
     }
 
     /// The newest content version and access-list length the history records.
@@ -99,13 +132,22 @@ impl BindingIndex {
             _ if !self.has_binding.contains(id) && !self.bound_to.contains_key(&tag) => {
                 Binding::Unknown
             }
-            _ if self.ever_bound.contains(&(*id, tag)) => Binding::Stale,
+            _ if self.ever_bound.contains(&(*id, tag)) || self.deleted.contains(id) => {
+                Binding::Stale
+            }
             _ => Binding::Mismatch,
         }
     }
 }
 
 impl super::Vault {
+    /// The verified binding index, refreshed from the members' logs.
+    pub fn with_bindings<T>(&self, f: impl FnOnce(&BindingIndex) -> T) -> Result<T> {
+        let mut idx = self.bindings.lock().unwrap();
+        idx.refresh(self)?;
+        Ok(f(&idx))
+    }
+
     /// Fails if the signed history records a newer state of the file than the
     /// one on disk (a rollback, caught even on a machine that never saw the file).
     pub fn check_history_version(

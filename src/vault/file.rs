@@ -903,11 +903,14 @@ impl Vault {
         Ok(f)
     }
 
+    /// Records in the history that a file is being deleted (before its last
+    /// name goes); drops all its name bindings.
+    pub fn record_delete(&self, file_id: &[u8; 16]) -> Result<()> {
+        self.record(Event::FileDeleted { file_id: *file_id })
+    }
+
     /// Deletes the sidecar and journal of a file whose last link is gone.
     pub fn remove_file_meta(&self, file_id: &[u8; 16]) {
-        if let Err(e) = self.record(Event::FileDeleted { file_id: *file_id }) {
-            log::warn!("could not record a deletion in the history log: {e}");
-        }
         self.seen.forget(file_id);
         let _ = std::fs::remove_file(self.paths.sidecar(file_id));
         let _ = std::fs::remove_file(self.paths.journal(file_id));

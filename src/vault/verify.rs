@@ -3,17 +3,18 @@
 //! manifest, chunk hashes (and, where we hold a key, every chunk's AEAD), the
 //! members' signed logs, and all of it against what this machine saw before.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::bindings::{Binding, BindingIndex};
 use super::file::OpenFile;
 use super::Vault;
 use crate::crypto::{chunk, MemberId};
 use crate::error::Error;
-use crate::history::log::{read_member_log, Event};
+use crate::history::log::read_member_log;
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Finding {
@@ -163,77 +164,43 @@ impl Vault {
         }
 
         // Logs: every member's chain, checkpoint, and against what this machine saw.
-        let mut live: BTreeMap<[u8; 16], bool> = BTreeMap::new();
-        let mut logged_version: HashMap<[u8; 16], u64> = HashMap::new();
-        let mut logged_access: HashMap<[u8; 16], u64> = HashMap::new();
-        let mut bound_to: HashMap<[u8; 16], [u8; 16]> = HashMap::new();
-        let mut ever_bound: HashSet<([u8; 16], [u8; 16])> = HashSet::new();
-        let mut has_binding: HashSet<[u8; 16]> = HashSet::new();
+        let mut history = BindingIndex::default();
         for member in self.members() {
             let id = member.public.member_id();
-            match read_member_log(
+            let shown = format!("log/{}.log", id.to_hex());
+            let log = match read_member_log(
                 &self.paths.log(),
                 &self.config.vault_id,
                 &id,
                 &member.public.ed25519,
             ) {
-                Ok(log) => {
-                    if let Some((n, h)) = self.seen.log_seen(&id) {
-                        let n_now = log.entries.len() as u64;
-                        if n_now < n {
-                            fail(
-                                &mut r,
-                                format!("log/{}.log", id.to_hex()),
-                                &format!(
-                                    "history of {} rolled back from {n} entries (seen) to {n_now}",
-                                    member.name
-                                ),
-                            );
-                            continue;
-                        }
-                        let _ = h;
-                    }
-                    self.seen
-                        .observe_log(id, log.entries.len() as u64, log.head);
-                    r.log_entries += log.entries.len() as u64;
-                    for entry in &log.entries {
-                        match &entry.event {
-                            Event::FileCreated { file_id } => {
-                                live.insert(*file_id, true);
-                            }
-                            Event::FileDeleted { file_id } => {
-                                live.insert(*file_id, false);
-                            }
-                            Event::ContentVersion {
-                                file_id, version, ..
-                            } => {
-                                let v = logged_version.entry(*file_id).or_insert(0);
-                                *v = (*v).max(*version);
-                            }
-                            Event::AccessChanged { file_id, .. } => {
-                                *logged_access.entry(*file_id).or_insert(1) += 1;
-                            }
-                            Event::MemberAdded { .. } => {}
-                            Event::Linked { id, name } => {
-                                bound_to.insert(*name, *id);
-                                ever_bound.insert((*id, *name));
-                                has_binding.insert(*id);
-                            }
-                            Event::Unlinked { id, name } => {
-                                if bound_to.get(name) == Some(id) {
-                                    bound_to.remove(name);
-                                }
-                            }
-                        }
-                    }
-                    if log.torn_tail {
-                        r.warnings.push(Finding {
-                            path: format!("log/{}.log", id.to_hex()),
-                            problem: "ends in a partly written record (an interrupted append); it is ignored".into(),
-                        });
-                    }
+                Ok(log) => log,
+                Err(err) => {
+                    fail(&mut r, shown, &err);
+                    continue;
                 }
-                Err(err) => fail(&mut r, format!("log/{}.log", id.to_hex()), &err),
+            };
+            let n_now = log.entries.len() as u64;
+            if let Some((n, _)) = self.seen.log_seen(&id).filter(|(n, _)| *n > n_now) {
+                let what = format!(
+                    "history of {} rolled back from {n} entries (seen) to {n_now}",
+                    member.name
+                );
+                fail(&mut r, shown, &what);
+                continue;
+            }
+            self.seen.observe_log(id, n_now, log.head);
+            r.log_entries += n_now;
+            for entry in &log.entries {
+                history.apply(&entry.event);
+            }
+            if log.torn_tail {
+                r.warnings.push(Finding {
+                    path: shown,
+                    problem:
+                        "ends in a partly written record (an interrupted append); it is ignored"
+                            .into(),
+                });
             }
         }
         // Each file against the newest version any member's log recorded.
@@ -242,21 +209,22 @@ impl Vault {
                 .get(file_id)
                 .map(|(_, p)| p.display().to_string())
                 .unwrap_or_default();
-            if let Some(v) = logged_version.get(file_id) {
-                if v > version {
-                    fail(&mut r, shown.clone(), &format!("rolled back: the history records version {v}, the file is at {version}"));
-                }
+            let (v, a) = history.recorded(file_id);
+            if let Some(v) = v.filter(|v| v > version) {
+                let what = format!(
+                    "rolled back: the history records version {v}, the file is at {version}"
+                );
+                fail(&mut r, shown.clone(), &what);
             }
-            if let Some(n) = logged_access.get(file_id) {
-                if n > access_len {
-                    fail(&mut r, shown, &format!("access list rolled back: the history records {n} entries, the file has {access_len}"));
-                }
+            if let Some(a) = a.filter(|a| a > access_len) {
+                let what = format!("access list rolled back: the history records {a} entries, the file has {access_len}");
+                fail(&mut r, shown, &what);
             }
         }
         // Every entry must stand where the history put it: a swap or a rename
         // outside coffer puts an id under a name the log never bound it to.
         for e in &entries {
-            let Some(parent) = e.backing.parent() else {
+            let (Some(parent), Some(bname)) = (e.backing.parent(), e.backing.file_name()) else {
                 continue;
             };
             if e.backing == self.paths.tree() {
@@ -266,33 +234,28 @@ impl Vault {
             else {
                 continue;
             };
-            let Some(bname) = e.backing.file_name() else {
-                continue;
-            };
-            let tag = crate::history::log::name_tag(
-                &pid.dir_id,
-                std::os::unix::ffi::OsStrExt::as_bytes(bname),
-            );
             let shown = e.plain.display().to_string();
-            match bound_to.get(&tag) {
-                Some(b) if *b == id => {}
-                _ if !has_binding.contains(&id) && !bound_to.contains_key(&tag) => {}
-                _ if ever_bound.contains(&(id, tag)) => r.warnings.push(Finding {
+            match history.check(&id, &pid.dir_id, std::os::unix::ffi::OsStrExt::as_bytes(bname)) {
+                Binding::Matches | Binding::Unknown => {}
+                Binding::Stale => r.warnings.push(Finding {
                     path: shown,
-                    problem: "stands under a name it had before its last recorded rename (an interrupted rename?)".into(),
+                    problem: "stands under a name or in a state its history moved on from (an interrupted rename or delete)".into(),
                 }),
-                Some(_) => fail(&mut r, shown, &"holds another entry's file (entries swapped outside coffer)"),
-                None => fail(&mut r, shown, &"is not where the history put it (moved or renamed outside coffer)"),
+                Binding::Mismatch => fail(
+                    &mut r,
+                    shown,
+                    &"holds a file the history never put under this name (swapped, moved or renamed outside coffer)",
+                ),
             }
         }
         // Files the history says exist but the tree lacks: deleted behind coffer's back.
         let present: HashSet<[u8; 16]> = by_id.keys().copied().collect();
-        for (file_id, alive) in &live {
-            if *alive && !present.contains(file_id) {
-                let sidecar = self.paths.sidecar(file_id);
+        for file_id in history.live_files() {
+            if !present.contains(&file_id) {
+                let sidecar = self.paths.sidecar(&file_id);
                 fail(
                     &mut r,
-                    format!("file {}", crate::crypto::hex(file_id)),
+                    format!("file {}", crate::crypto::hex(&file_id)),
                     &format!(
                         "deleted outside coffer: the history has it live, but no entry in the tree holds it (sidecar {})",
                         if sidecar.exists() { "still present" } else { "gone too" }
@@ -314,7 +277,7 @@ impl Vault {
                     else {
                         continue;
                     };
-                    if !present.contains(&id) && !live.get(&id).copied().unwrap_or(false) {
+                    if !present.contains(&id) && !history.is_live(&id) {
                         r.warnings.push(Finding {
                             path: format!("meta/{}/{name}", fan.file_name().to_string_lossy()),
                             problem: "sidecar of no file (left by an interrupted create or delete)"
