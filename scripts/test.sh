@@ -88,14 +88,29 @@ fi
 
 run_step "cargo fmt --all -- --check" cargo fmt --all -- --check
 run_step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
-run_step "cargo test --release -- --test-threads=2" \
+# --no-fail-fast: a failing test binary does not keep the others from running.
+test_log="$(mktemp)"
+cargo_tests() {
     timeout --kill-after=60 "${COFFER_TEST_TIMEOUT:-3600}" \
-    cargo test --release -- --test-threads=2 "$@"
+        cargo test --release --no-fail-fast -- --test-threads=2 "$@" 2>&1 | tee "$test_log"
+}
+run_step "cargo test --release --no-fail-fast -- --test-threads=2" cargo_tests "$@"
 
 section "summary"
+# Totals over every test binary ("ignored" counts as skipped).
+totals="$(awk '/^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i + 1) ~ /^passed;?$/) p += $i
+            if ($(i + 1) ~ /^failed;?$/) f += $i
+            if ($(i + 1) ~ /^ignored;?$/) s += $i
+        } }
+    END { printf "%d passed, %d failed, %d skipped", p, f, s }' "$test_log")"
+rm -f "$test_log"
 if [ "${#failed[@]}" -ne 0 ]; then
     printf 'FAILED steps:\n'
     printf '  - %s\n' "${failed[@]}"
+    echo "tests: $totals"
     exit 1
 fi
 echo "all steps ok"
+echo "tests: $totals"

@@ -112,7 +112,10 @@ pub fn decode_file<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T> {
 
 /// Rejects records written by a newer coffer with a clear message.
 pub fn check_version(found: u16) -> Result<()> {
-    if found > FORMAT_VERSION || found == 0 {
+    if found == 0 {
+        return Err(Error::corrupt("record", "format version 0 does not exist"));
+    }
+    if found > FORMAT_VERSION {
         return Err(Error::UnsupportedVersion {
             found,
             supported: FORMAT_VERSION,

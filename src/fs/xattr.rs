@@ -24,7 +24,8 @@ impl Inner {
             .vault
             .encrypt_xattr_name(name)
             .map_err(|_| libc::ERANGE)?;
-        let sealed = self.vault.seal_xattr_value(name, value);
+        let id = self.vault.entry_id(&path).ok_or(libc::ENOTSUP)?;
+        let sealed = self.vault.seal_xattr_value(&id, name, value);
         sys::lsetxattr(&path, &bname, &sealed, flags).map_err(Inner::io_err)
     }
 
@@ -39,7 +40,11 @@ impl Inner {
             .map_err(|_| libc::ENODATA)?;
         let sealed = sys::lgetxattr(&path, &bname).map_err(Inner::io_err)?;
         self.vault
-            .open_xattr_value(name, &sealed)
+            .open_xattr_value(
+                &self.vault.entry_id(&path).ok_or(libc::ENODATA)?,
+                name,
+                &sealed,
+            )
             .map_err(|e| self.fail(&format!("xattr of {}", self.display(&path)), e))
     }
 

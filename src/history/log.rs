@@ -21,7 +21,12 @@ use crate::store::{atomic_write, read_limited, Durability};
 
 /// Largest log this build reads (bounds memory on hostile input).
 pub const MAX_LOG: usize = 512 << 20;
-const MAX_ENTRY: usize = 8192;
+/// A log file starts with `CFRL` and the format version (u16 LE).
+pub const LOG_MAGIC: [u8; 4] = *b"CFRL";
+pub const LOG_HEADER_LEN: usize = 6;
+
+/// Largest signed log entry this build reads.
+pub const MAX_ENTRY: usize = 8192;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -146,6 +151,17 @@ pub fn read_member_log_from(
     ed25519: &[u8; 32],
     from: LogPosition,
 ) -> Result<(Vec<LogEntry>, LogPosition, bool)> {
+    read_log_inner(dir, vault_id, member, ed25519, from, None)
+}
+
+fn read_log_inner(
+    dir: &Path,
+    vault_id: &[u8; 16],
+    member: &MemberId,
+    ed25519: &[u8; 32],
+    from: LogPosition,
+    mut hashes: Option<&mut Vec<[u8; 32]>>,
+) -> Result<(Vec<LogEntry>, LogPosition, bool)> {
     use std::io::{Seek, SeekFrom};
     let path = log_path(dir, member);
     let mut f = match File::open(&path) {
@@ -179,6 +195,21 @@ pub fn read_member_log_from(
     let mut pos = 0usize;
     let mut at = from;
     let mut torn = false;
+    if from.offset == 0 && !bytes.is_empty() {
+        // The file header: magic and format version.
+        if bytes.len() < LOG_HEADER_LEN {
+            return Ok((entries, at, true));
+        }
+        if bytes[..4] != LOG_MAGIC {
+            return Err(Error::corrupt(
+                "log",
+                format!("{}: not a coffer history log", path.display()),
+            ));
+        }
+        format::check_version(u16::from_le_bytes([bytes[4], bytes[5]]))?;
+        pos = LOG_HEADER_LEN;
+        at.offset = LOG_HEADER_LEN as u64;
+    }
     while pos < bytes.len() {
         if bytes.len() - pos < 4 {
             torn = true;
@@ -221,6 +252,9 @@ pub fn read_member_log_from(
             entries: seq + 1,
             head: signed.hash(),
         };
+        if let Some(h) = hashes.as_deref_mut() {
+            h.push(at.head);
+        }
         entries.push(entry);
     }
     Ok((entries, at, torn))
@@ -233,8 +267,15 @@ pub fn read_member_log(
     member: &MemberId,
     ed25519: &[u8; 32],
 ) -> Result<MemberLog> {
-    let (entries, at, torn) =
-        read_member_log_from(dir, vault_id, member, ed25519, LogPosition::default())?;
+    let mut hashes = Vec::new();
+    let (entries, at, torn) = read_log_inner(
+        dir,
+        vault_id,
+        member,
+        ed25519,
+        LogPosition::default(),
+        Some(&mut hashes),
+    )?;
     let mut out = MemberLog {
         entries,
         head: at.head,
@@ -250,9 +291,10 @@ pub fn read_member_log(
         "log checkpoint",
     ) {
         let signed: Signed<Checkpoint> = format::decode_file(CHECKPOINT, &bytes)?;
-        let cp = signed
+        let cp: Checkpoint = signed
             .verify(ed25519)
             .map_err(|e| Error::integrity(format!("checkpoint of {member}: {e}")))?;
+        format::check_version(cp.format_version)?;
         if cp.member != *member || &cp.vault_id != vault_id {
             return Err(Error::integrity(format!(
                 "checkpoint of {member} belongs elsewhere"
@@ -268,7 +310,7 @@ pub fn read_member_log(
         let at = if cp.len == 0 {
             [0u8; 32]
         } else {
-            entry_hash_at(&bytes_or_empty(dir, member), cp.len)?
+            hashes[cp.len as usize - 1]
         };
         if at != cp.head {
             return Err(Error::integrity(format!(
@@ -278,27 +320,6 @@ pub fn read_member_log(
         out.checkpoint = Some(cp);
     }
     Ok(out)
-}
-
-fn bytes_or_empty(dir: &Path, member: &MemberId) -> Vec<u8> {
-    read_limited(&log_path(dir, member), MAX_LOG, "log").unwrap_or_default()
-}
-
-/// Hash of the `n`th entry (1-based) of a raw log.
-fn entry_hash_at(bytes: &[u8], n: u64) -> Result<[u8; 32]> {
-    let mut pos = 0usize;
-    let mut hash = [0u8; 32];
-    for _ in 0..n {
-        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        let signed: Signed<LogEntry> = format::from_bytes(
-            "log record",
-            MAX_ENTRY + 256,
-            &bytes[pos + 4..pos + 4 + len],
-        )?;
-        hash = signed.hash();
-        pos += 4 + len;
-    }
-    Ok(hash)
 }
 
 /// Appends entries to this member's log.
@@ -350,7 +371,12 @@ impl LogWriter {
         };
         let signed = Signed::sign(&entry, me);
         let body = format::to_bytes(&signed);
-        let mut rec = (body.len() as u32).to_le_bytes().to_vec();
+        let mut rec = Vec::with_capacity(LOG_HEADER_LEN + 4 + body.len());
+        if self.known.offset == 0 {
+            rec.extend_from_slice(&LOG_MAGIC);
+            rec.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        }
+        rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
         rec.extend_from_slice(&body);
         f.write_all(&rec).map_err(|e| Error::io(&path, e))?;
         self.known = LogPosition {

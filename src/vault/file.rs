@@ -534,7 +534,9 @@ impl OpenFile {
             Err(Error::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let journal: Journal = match format::decode_file(format::JOURNAL, &bytes) {
+        let journal: Journal = match format::decode_file(format::JOURNAL, &bytes)
+            .and_then(|j: Journal| format::check_version(j.format_version).map(|_| j))
+        {
             Ok(j) => j,
             Err(e) => {
                 log::warn!("{}: ignoring unreadable journal: {e}", self.display);
@@ -668,6 +670,19 @@ pub(super) fn unwrap_keys(vault: &Vault, c: &Committed) -> Result<HashMap<u32, S
                 }
             }
             keys.insert(ek.epoch, k);
+        }
+    }
+    // The access list says we read this file: every epoch in use must open for
+    // us. A damaged or stripped wrap is tampering, not a missing right.
+    let needed =
+        std::iter::once(c.access.epoch).chain(c.sidecar.chunks.iter().flatten().map(|r| r.epoch));
+    for epoch in needed {
+        if !keys.contains_key(&epoch) {
+            return Err(Error::integrity(format!(
+                "the key of epoch {epoch} is not readable by {}, a reader on the signed access list \
+                 (wrap removed or damaged)",
+                vault.me.member_id()
+            )));
         }
     }
     Ok(keys)
@@ -841,8 +856,9 @@ impl Vault {
         Ok(DataHeader::decode(&h[..n])?.file_id)
     }
 
-    /// Opens an existing encrypted file. Fails with AccessDenied if we cannot
-    /// read it, Integrity if anything fails verification.
+    /// Opens an existing encrypted file and verifies its metadata (Integrity
+    /// error on any failure). Opening succeeds without the read right too (for
+    /// `stat`-like uses and `verify`); check [`OpenFile::can_read`] before reading.
     pub fn open_file(&self, backing: &Path, display: String) -> Result<OpenFile> {
         self.open_file_mode(backing, display, !self.read_only)
     }

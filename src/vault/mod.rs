@@ -453,13 +453,17 @@ impl Vault {
     }
 }
 
-fn validate_member_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
+/// The member-name rule: 1-64 of ASCII letters, digits, `-`, `_`, `.`, `@`.
+pub fn is_valid_member_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
-    {
+}
+
+fn validate_member_name(name: &str) -> Result<()> {
+    if !is_valid_member_name(name) {
         return Err(Error::BadInput(format!(
             "invalid member name '{name}': use 1-64 letters, digits, '-', '_', '.', '@'"
         )));

@@ -79,6 +79,7 @@ impl Vault {
             let side = long_name_side_file(backing).expect("checked prefix");
             let bytes = read_limited(&dir.join(&side), format::LONG_NAME.max_len, "long name")?;
             let ln: LongName = format::decode_file(format::LONG_NAME, &bytes)?;
+            format::check_version(ln.format_version)?;
             let expect = format!(
                 "{LONG_NAME_PREFIX}{}",
                 B64.encode(&blake3::hash(&ln.encrypted).as_bytes()[..24])
@@ -161,13 +162,21 @@ impl Vault {
 
     /// xattr values: XChaCha20-Poly1305 under a key derived from the name key,
     /// bound to the xattr name. Visible to all members, like names.
-    pub fn seal_xattr_value(&self, name: &OsStr, value: &[u8]) -> Vec<u8> {
-        crate::crypto::chunk::seal(&self.xattr_key(), &xattr_id(name), 0, 0, value)
+    /// Seals an xattr value bound to its name and to the entry it sits on
+    /// (`entry_id`: a file id or dir id), so values cannot be moved between
+    /// attributes or files.
+    pub fn seal_xattr_value(&self, entry_id: &[u8; 16], name: &OsStr, value: &[u8]) -> Vec<u8> {
+        crate::crypto::chunk::seal(&self.xattr_key(), &xattr_id(entry_id, name), 0, 0, value)
     }
 
-    pub fn open_xattr_value(&self, name: &OsStr, stored: &[u8]) -> Result<Vec<u8>> {
-        crate::crypto::chunk::open(&self.xattr_key(), &xattr_id(name), 0, 0, stored)
-            .ok_or_else(|| Error::integrity("xattr value fails authentication"))
+    pub fn open_xattr_value(
+        &self,
+        entry_id: &[u8; 16],
+        name: &OsStr,
+        stored: &[u8],
+    ) -> Result<Vec<u8>> {
+        crate::crypto::chunk::open(&self.xattr_key(), &xattr_id(entry_id, name), 0, 0, stored)
+            .ok_or_else(|| Error::integrity("xattr value fails authentication (modified or moved)"))
     }
 
     fn xattr_key(&self) -> crate::crypto::SecretKey {
@@ -175,8 +184,11 @@ impl Vault {
     }
 }
 
-fn xattr_id(name: &OsStr) -> [u8; 16] {
+fn xattr_id(entry_id: &[u8; 16], name: &OsStr) -> [u8; 16] {
+    let mut h = blake3::Hasher::new_derive_key("coffer 2026 xattr binding v1");
+    h.update(entry_id);
+    h.update(name.as_bytes());
     let mut id = [0u8; 16];
-    id.copy_from_slice(&blake3::hash(name.as_bytes()).as_bytes()[..16]);
+    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
     id
 }

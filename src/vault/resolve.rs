@@ -51,7 +51,9 @@ pub fn live_mounts() -> Vec<LiveMount> {
         let (Some(fstype), Some(source)) = (r.next(), r.next()) else {
             continue;
         };
-        if fstype != "fuse.coffer" {
+        // Mounted by root without fusermount the subtype is dropped ("fuse"),
+        // so the source name `coffer:<vault>` is what identifies a coffer mount.
+        if !fstype.starts_with("fuse") {
             continue;
         }
         let Some(root) = unescape_mountinfo(source)

@@ -1,0 +1,89 @@
+//! `coffer verify VAULT [--json]`
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+use super::super::target::progress;
+use super::super::{output, Context};
+use super::Run;
+
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Check a whole vault for tampering, offline",
+    long_about = "Check every member record, directory, name, file (access list, signed \
+manifest, every chunk; contents too where you hold read), and every member's signed history, \
+also against what this machine saw before (rollback). Exit 0 when clean, 4 on any integrity \
+failure, listing each bad path and why."
+)]
+pub struct Args {
+    /// The vault.
+    pub vault: PathBuf,
+}
+
+impl Run for Args {
+    fn run(self, ctx: &Context) -> Result<()> {
+        super::super::context::require_vault(&self.vault)?;
+        let config = crate::vault::read_config(&crate::store::VaultPaths::new(&self.vault))?;
+        let pin = crate::vault::pin::state_dir()
+            .join("vaults")
+            .join(format!("{}.pin", crate::crypto::hex(&config.vault_id)));
+        let first_contact = !pin.exists();
+        let (vault, _) = ctx.open_vault(&self.vault, true)?;
+        let pb = progress(0, "verifying");
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "verifying [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let report = vault.verify(&|done, total| {
+            pb.set_length(total);
+            pb.set_position(done);
+        });
+        pb.finish_and_clear();
+        if ctx.json {
+            output::json(&serde_json::json!({
+                "ok": report.ok(),
+                "first_contact": first_contact,
+                "files": report.files,
+                "directories": report.directories,
+                "bytes": report.bytes,
+                "decrypted_files": report.decrypted_files,
+                "log_entries": report.log_entries,
+                "failures": report.failures,
+                "warnings": report.warnings,
+            }))?;
+        } else {
+            if first_contact {
+                output::line("first contact with this vault on this machine: its admin key is now trusted (TOFU)")?;
+            }
+            for f in &report.failures {
+                output::line(format!("FAIL  {}: {}", f.path, f.problem))?;
+            }
+            for w in &report.warnings {
+                output::line(format!("warn  {}: {}", w.path, w.problem))?;
+            }
+            output::line(format!(
+                "{}: {} file(s) ({} decrypted), {} director(ies), {} bytes, {} history entries; {} failure(s), {} warning(s)",
+                if report.ok() { "ok" } else { "INTEGRITY FAILURE" },
+                report.files,
+                report.decrypted_files,
+                report.directories,
+                report.bytes,
+                report.log_entries,
+                report.failures.len(),
+                report.warnings.len()
+            ))?;
+        }
+        if report.ok() {
+            Ok(())
+        } else {
+            Err(Error::integrity(format!(
+                "{} problem(s) found in {}",
+                report.failures.len(),
+                self.vault.display()
+            )))
+        }
+    }
+}
