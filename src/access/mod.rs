@@ -200,6 +200,42 @@ pub fn replay(
     state.ok_or_else(|| Error::integrity("access list has no create entry"))
 }
 
+/// The state right after a `Create` entry we signed ourselves (what `replay`
+/// would compute, without verifying our own signature again).
+pub fn state_after_create(
+    file_id: &[u8; 16],
+    entry: &Signed<AccessEntry>,
+    readers: &[MemberId],
+    updaters: &[MemberId],
+    creator: MemberId,
+) -> AccessState {
+    let info = GrantInfo {
+        granted_by: creator,
+        seq: 0,
+    };
+    let mut s = AccessState {
+        file_id: *file_id,
+        creator,
+        readers: BTreeMap::new(),
+        updaters: BTreeMap::new(),
+        epoch: 0,
+        pinned: BTreeMap::new(),
+        head: entry.hash(),
+        seq: 0,
+    };
+    for r in readers
+        .iter()
+        .chain(updaters)
+        .chain(std::iter::once(&creator))
+    {
+        s.readers.insert(*r, info.clone());
+    }
+    for u in updaters.iter().chain(std::iter::once(&creator)) {
+        s.updaters.insert(*u, info.clone());
+    }
+    s
+}
+
 /// Builds the next entry of a chain, signed by `actor`.
 pub fn next_entry(
     state: &AccessState,
@@ -262,6 +298,39 @@ mod tests {
             },
             by,
         )
+    }
+
+    #[test]
+    fn state_after_create_matches_replay() {
+        let (a, b, c, keys) = setup();
+        let entry = Signed::sign(
+            &AccessEntry {
+                file_id: [1; 16],
+                seq: 0,
+                prev: [0; 32],
+                actor: a.member_id(),
+                time_unix: 0,
+                change: AccessChange::Create {
+                    readers: vec![b.member_id()],
+                    updaters: vec![c.member_id()],
+                },
+            },
+            &a,
+        );
+        let replayed = replay(&[1; 16], std::slice::from_ref(&entry), &keys).unwrap();
+        let built = state_after_create(
+            &[1; 16],
+            &entry,
+            &[b.member_id()],
+            &[c.member_id()],
+            a.member_id(),
+        );
+        assert_eq!(replayed.readers, built.readers);
+        assert_eq!(replayed.updaters, built.updaters);
+        assert_eq!(
+            (replayed.head, replayed.seq, replayed.epoch),
+            (built.head, built.seq, built.epoch)
+        );
     }
 
     #[test]

@@ -104,7 +104,6 @@ impl Inner {
             .create_file(&path, mode, self.display(&path))
             .map_err(|e| self.fail(&format!("create {}", self.display(&path)), e))?;
         self.chown_to(&path, uid, gid);
-        self.note_link(Some(file.file_id), &dir, &bn.name, true)?;
         let m = std::fs::symlink_metadata(&path).map_err(Inner::io_err)?;
         let ino = self
             .inodes

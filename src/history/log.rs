@@ -332,6 +332,7 @@ pub struct LogWriter {
     /// Where the log ended after our last append or read: the next append only
     /// reads what another writer (a second mount of this identity) added since.
     known: LogPosition,
+    file: Option<File>,
 }
 
 impl LogWriter {
@@ -342,49 +343,85 @@ impl LogWriter {
             member,
             unsigned_tail: 0,
             known: LogPosition::default(),
+            file: None,
         }
     }
 
     /// Appends one event (under an flock, re-reading the tail so two mounts of one
     /// identity keep one chain).
     pub fn append(&mut self, me: &Identity, event: Event) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        self.append_all(me, vec![event])
+    }
+
+    /// The log file, kept open between appends; reopened if the path no longer
+    /// names the file we hold (replaced or deleted behind our back).
+    fn file(&mut self) -> Result<&File> {
+        use std::os::unix::fs::MetadataExt;
         let path = log_path(&self.dir, &self.member);
-        let mut f = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o644)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let current = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+        let held = self
+            .file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| (m.dev(), m.ino()));
+        if current.is_none() || current != held {
+            std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+            let f = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .mode(0o644)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            self.file = Some(f);
+            // Another file than the one we appended to: read it afresh.
+            self.known = LogPosition::default();
+        }
+        Ok(self.file.as_ref().expect("opened above"))
+    }
+
+    /// Appends events in one write (under an flock, reading first what another
+    /// writer of this identity appended, so two mounts keep one chain).
+    pub fn append_all(&mut self, me: &Identity, events: Vec<Event>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let path = log_path(&self.dir, &self.member);
+        let f = self.file()?.try_clone().map_err(|e| Error::io(&path, e))?;
         let _lock = FileLock::exclusive(&f).map_err(|e| Error::io(&path, e))?;
         let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
         self.catch_up(me, &f, len, true)?;
-        let (seq, prev) = (self.known.entries, self.known.head);
-        let entry = LogEntry {
-            vault_id: self.vault_id,
-            member: self.member,
-            seq,
-            prev,
-            time_unix: crate::vault::now_unix(),
-            event,
-        };
-        let signed = Signed::sign(&entry, me);
-        let body = format::to_bytes(&signed);
-        let mut rec = Vec::with_capacity(LOG_HEADER_LEN + 4 + body.len());
+        let mut rec = Vec::new();
         if self.known.offset == 0 {
             rec.extend_from_slice(&LOG_MAGIC);
             rec.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         }
-        rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&body);
-        f.write_all(&rec).map_err(|e| Error::io(&path, e))?;
+        let mut at = self.known;
+        for event in events {
+            let entry = LogEntry {
+                vault_id: self.vault_id,
+                member: self.member,
+                seq: at.entries,
+                prev: at.head,
+                time_unix: crate::vault::now_unix(),
+                event,
+            };
+            let signed = Signed::sign(&entry, me);
+            let body = format::to_bytes(&signed);
+            rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            rec.extend_from_slice(&body);
+            at = LogPosition {
+                offset: 0,
+                entries: at.entries + 1,
+                head: signed.hash(),
+            };
+        }
+        (&f).write_all(&rec).map_err(|e| Error::io(&path, e))?;
+        self.unsigned_tail += at.entries - self.known.entries;
         self.known = LogPosition {
             offset: self.known.offset + rec.len() as u64,
-            entries: seq + 1,
-            head: signed.hash(),
+            ..at
         };
-        self.unsigned_tail += 1;
         Ok(())
     }
 

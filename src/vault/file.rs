@@ -754,12 +754,23 @@ impl Vault {
                 prev: [0; 32],
                 actor: me,
                 time_unix: super::now_unix(),
-                change: AccessChange::Create { readers, updaters },
+                change: AccessChange::Create {
+                    readers: readers.clone(),
+                    updaters: updaters.clone(),
+                },
             },
             &self.me,
         );
+        let (readers_list, updaters_list) = (readers, updaters);
         let access_list = vec![create];
-        let access = access::replay(&file_id, &access_list, self)?;
+        // We just signed it: build the state without verifying our own signature.
+        let access = access::state_after_create(
+            &file_id,
+            &access_list[0],
+            &readers_list,
+            &updaters_list,
+            me,
+        );
         let key = SecretKey::generate();
         let mut wraps = Vec::new();
         for reader in access.readers.keys() {
@@ -796,7 +807,18 @@ impl Vault {
         if let Some(dir) = sidecar_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        self.record(Event::FileCreated { file_id })?;
+        // Created, and bound to its name, in one append to the history.
+        let mut events = vec![Event::FileCreated { file_id }];
+        if let (Some(parent), Some(name)) = (backing.parent(), backing.file_name()) {
+            if let Ok(rec) = self.read_dir_record(parent) {
+                let name = crate::history::log::name_tag(
+                    &rec.dir_id,
+                    std::os::unix::ffi::OsStrExt::as_bytes(name),
+                );
+                events.push(Event::Linked { id: file_id, name });
+            }
+        }
+        self.record_all(events)?;
         // Sidecar first: a crash leaves at worst an orphan sidecar, never a file without one.
         atomic_write(
             &sidecar_path,

@@ -50,6 +50,19 @@ pub struct Vault {
     bindings: std::sync::Mutex<bindings::BindingIndex>,
     /// Sidecars verified since they last changed.
     verified: std::sync::Mutex<file::VerifiedCache>,
+    /// Directory records (and verified defaults) by record path, with the stamp
+    /// of the record file they were read at.
+    #[allow(clippy::type_complexity)]
+    dir_cache: std::sync::Mutex<
+        HashMap<
+            PathBuf,
+            (
+                (u64, i64, i64, i64, i64, u64),
+                DirRecord,
+                Option<format::DirDefaults>,
+            ),
+        >,
+    >,
 }
 
 impl KeyLookup for Vault {
@@ -120,6 +133,7 @@ impl Vault {
             )),
             bindings: Default::default(),
             verified: Default::default(),
+            dir_cache: Default::default(),
         };
         vault.write_member(admin_name, vault.me.public(), true, &name_key)?;
         vault.write_dir_record(&vault.paths.tree())?;
@@ -178,6 +192,7 @@ impl Vault {
             )),
             bindings: Default::default(),
             verified: Default::default(),
+            dir_cache: Default::default(),
         };
         vault.reload_members()?;
         Ok(vault)
@@ -185,10 +200,15 @@ impl Vault {
 
     /// Appends an event to this member's signed log (nothing on read-only opens).
     pub fn record(&self, event: crate::history::log::Event) -> Result<()> {
+        self.record_all(vec![event])
+    }
+
+    /// Appends several events in one write.
+    pub fn record_all(&self, events: Vec<crate::history::log::Event>) -> Result<()> {
         if self.read_only {
             return Ok(());
         }
-        self.log.lock().unwrap().append(&self.me, event)
+        self.log.lock().unwrap().append_all(&self.me, events)
     }
 
     /// Records that the entry `backing_name` in the directory `parent` now names
@@ -383,21 +403,54 @@ impl Vault {
     }
 
     pub fn read_dir_record(&self, dir: &Path) -> Result<DirRecord> {
-        let bytes = read_limited(
-            &dir.join(DIR_RECORD),
-            format::DIR.max_len + 4,
-            "directory record",
-        )?;
+        Ok(self.dir_entry(dir)?.0)
+    }
+
+    /// The directory record and its verified defaults, cached until the record
+    /// file changes (inode, mtime, ctime, length): creates and history records
+    /// consult it on every operation.
+    fn dir_entry(&self, dir: &Path) -> Result<(DirRecord, Option<format::DirDefaults>)> {
+        use std::os::unix::fs::MetadataExt;
+        let path = dir.join(DIR_RECORD);
+        let stamp = std::fs::metadata(&path).ok().map(|m| {
+            (
+                m.ino(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+                m.len(),
+            )
+        });
+        if let Some(stamp) = stamp {
+            if let Some((s, rec, d)) = self.dir_cache.lock().unwrap().get(&path) {
+                if *s == stamp {
+                    return Ok((rec.clone(), d.clone()));
+                }
+            }
+        }
+        let bytes = read_limited(&path, format::DIR.max_len + 4, "directory record")?;
         let rec: DirRecord = format::decode_file(format::DIR, &bytes)?;
         format::check_version(rec.format_version)?;
-        Ok(rec)
+        let defaults = self.verify_defaults(dir, &rec);
+        if let Some(stamp) = stamp {
+            let mut cache = self.dir_cache.lock().unwrap();
+            if cache.len() > 16_384 {
+                cache.clear();
+            }
+            cache.insert(path, (stamp, rec.clone(), defaults.clone()));
+        }
+        Ok((rec, defaults))
     }
 
     /// The verified default grants of a directory, if any. Defaults signed by
     /// someone who is not a member are ignored (and logged).
     pub fn dir_defaults(&self, dir: &Path) -> Option<format::DirDefaults> {
-        let rec = self.read_dir_record(dir).ok()?;
-        let signed = rec.defaults?;
+        self.dir_entry(dir).ok()?.1
+    }
+
+    fn verify_defaults(&self, dir: &Path, rec: &DirRecord) -> Option<format::DirDefaults> {
+        let signed = rec.defaults.as_ref()?;
         let key = self.ed25519_of(&signed.signer)?;
         match signed.verify(&key) {
             Ok(d) if d.dir_id == rec.dir_id => Some(d),
