@@ -169,6 +169,7 @@ impl Inner {
             .write_long_name(&dir, &bn)
             .map_err(|e| self.fail("mknod", e))?;
         super::sys::mknod(&path, mode, rdev as u64).map_err(Inner::io_err)?;
+        set_mode(&path, mode);
         self.chown_to(&path, uid, gid);
         self.entry(&path)
     }

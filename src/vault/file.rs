@@ -581,6 +581,30 @@ impl OpenFile {
     }
 }
 
+/// Creates `path` holding `header`, atomically and exclusively: the header is
+/// written to a hidden temp file that is then hard-linked into place (fails with
+/// EEXIST like O_EXCL), so a crash never leaves a content file without header.
+fn create_with_header(path: &Path, mode: u32, header: &[u8]) -> std::io::Result<File> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".create.tmp.{}",
+        crate::crypto::hex(&crate::crypto::random_bytes::<8>())
+    ));
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(mode & 0o7777)
+        .open(&tmp)?;
+    // The daemon's umask must not change the mode the caller asked for.
+    let linked = f
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))
+        .and_then(|_| f.write_all_at(header, 0))
+        .and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked.map(|_| f)
+}
+
 fn read_full_at(f: &File, buf: &mut [u8], mut offset: u64) -> std::io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
@@ -825,23 +849,15 @@ impl Vault {
             &format::encode_file(format::SIDECAR, &sidecar),
             Durability::Lazy,
         )?;
-        let data = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(mode & 0o7777)
-            .open(backing)
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&sidecar_path);
-                Error::io(backing, e)
-            })?;
         let header = DataHeader {
             format_version: FORMAT_VERSION,
             chunk_log2: self.chunk_log2(),
             file_id,
         };
-        data.write_all_at(&header.encode(), 0)
-            .map_err(|e| Error::io(backing, e))?;
+        let data = create_with_header(backing, mode, &header.encode()).map_err(|e| {
+            let _ = std::fs::remove_file(&sidecar_path);
+            Error::io(backing, e)
+        })?;
         let committed = Committed {
             manifest: sidecar.manifest.decode_unverified()?,
             sidecar,
