@@ -790,7 +790,19 @@ struct LogSummary {
 
 /// Parses `u32 LE length || postcard(Signed<LogEntry>)` records.
 fn parse_log(bytes: &[u8], keys: &Keys) -> Result<LogSummary> {
+    use coffer::history::log::{LOG_HEADER_LEN, LOG_MAGIC};
+    // A log starts with `CFRL` and the format version (u16 LE).
     let mut pos = 0usize;
+    if !bytes.is_empty() {
+        if bytes.len() < LOG_HEADER_LEN || bytes[..4] != LOG_MAGIC {
+            return Err(Error::corrupt(
+                "log",
+                "missing the CFRL header (not a coffer history log)",
+            ));
+        }
+        format::check_version(u16::from_le_bytes([bytes[4], bytes[5]]))?;
+        pos = LOG_HEADER_LEN;
+    }
     let mut records = Vec::new();
     let mut torn_tail = false;
     while pos < bytes.len() {

@@ -58,7 +58,11 @@ impl Filesystem for CofferFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.inner.inodes.lock().unwrap().forget(ino.0, nlookup);
+        self.inner
+            .inodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -343,7 +347,7 @@ impl Filesystem for CofferFs {
             Ok(h) => h,
             Err(e) => return reply.error(errno(e)),
         };
-        let h = h.lock().unwrap();
+        let h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Handle::Dir { entries } = &*h else {
             return reply.error(Errno::ENOTDIR);
         };
@@ -363,7 +367,11 @@ impl Filesystem for CofferFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.inner.handles.lock().unwrap().remove(&fh.0);
+        self.inner
+            .handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&fh.0);
         reply.ok()
     }
 

@@ -47,9 +47,18 @@ impl Inner {
         let kind = kind_of(m);
         let size = match kind {
             FileType::RegularFile => {
-                let open = self.open.lock().unwrap().get(&ino).cloned();
+                let open = self
+                    .open
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(&ino)
+                    .cloned();
                 match open {
-                    Some(st) => st.file.lock().unwrap().size(),
+                    Some(st) => st
+                        .file
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .size(),
                     None => self.vault.layout().plain_len(m.len()),
                 }
             }

@@ -75,7 +75,11 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub fn path_of(&self, ino: u64) -> FsResult<PathBuf> {
-        self.inodes.lock().unwrap().path(ino).ok_or(libc::ENOENT)
+        self.inodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .path(ino)
+            .ok_or(libc::ENOENT)
     }
 
     /// The plaintext path of a backing path, for log lines and messages
@@ -147,7 +151,10 @@ impl Inner {
             .map(|(k, v)| (*k, v.clone()))
             .collect();
         for (ino, st) in states {
-            let mut f = st.file.lock().unwrap();
+            let mut f = st
+                .file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if f.is_dirty() {
                 if let Err(e) = f.commit(&self.vault, crate::store::Durability::Lazy) {
                     let _ = self.fail(&format!("background commit of inode {ino}"), e);

@@ -20,7 +20,12 @@ impl Inner {
         if !m.is_dir() {
             return Err(libc::ENOTDIR);
         }
-        if let Some(id) = self.dir_ids.lock().unwrap().get(&m.ino()) {
+        if let Some(id) = self
+            .dir_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&m.ino())
+        {
             return Ok(*id);
         }
         let id = match self.vault.read_dir_record(dir) {
@@ -34,7 +39,10 @@ impl Inner {
             }
             Err(e) => return Err(self.fail(&format!("directory {}", self.display(dir)), e)),
         };
-        self.dir_ids.lock().unwrap().insert(m.ino(), id);
+        self.dir_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(m.ino(), id);
         Ok(id)
     }
 
@@ -56,8 +64,15 @@ impl Inner {
     /// Stats `path` and registers it as inode of a kernel lookup.
     pub fn entry(&self, path: &Path) -> FsResult<FileAttr> {
         let m = fs::symlink_metadata(path).map_err(Inner::io_err)?;
-        let ino = self.inodes.lock().unwrap().ino_for(m.ino());
-        self.inodes.lock().unwrap().remember(ino, path);
+        let ino = self
+            .inodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ino_for(m.ino());
+        self.inodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remember(ino, path);
         Ok(self.attr_of(ino, &m))
     }
 
@@ -74,7 +89,13 @@ impl Inner {
             Ok(m) => Ok(self.attr_of(ino, &m)),
             Err(e) => {
                 // Unlinked but still open: answer from the open content file.
-                let st = self.open.lock().unwrap().get(&ino).cloned().ok_or(e)?;
+                let st = self
+                    .open
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(&ino)
+                    .cloned()
+                    .ok_or(e)?;
                 let m = st
                     .file
                     .lock()
@@ -227,10 +248,22 @@ impl Inner {
 
     /// Marks the open state of a file whose last link is gone.
     fn detach(&self, backing_ino: u64) {
-        let ino = self.inodes.lock().unwrap().ino_for(backing_ino);
-        let st = self.open.lock().unwrap().get(&ino).cloned();
+        let ino = self
+            .inodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ino_for(backing_ino);
+        let st = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&ino)
+            .cloned();
         if let Some(st) = st {
-            st.file.lock().unwrap().detached = true;
+            st.file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .detached = true;
         }
     }
 
@@ -270,7 +303,10 @@ impl Inner {
         if bn.long.is_some() {
             self.vault.remove_long_name(&dir, &bn.name);
         }
-        self.inodes.lock().unwrap().unlink_path(&path);
+        self.inodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unlink_path(&path);
         Ok(())
     }
 
@@ -299,11 +335,17 @@ impl Inner {
             let _ = self.note_link(dir_id, &dir, &bn.name, true);
             return Err(Inner::io_err(e));
         }
-        self.dir_ids.lock().unwrap().remove(&m.ino());
+        self.dir_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&m.ino());
         if bn.long.is_some() {
             self.vault.remove_long_name(&dir, &bn.name);
         }
-        self.inodes.lock().unwrap().unlink_path(&path);
+        self.inodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unlink_path(&path);
         Ok(())
     }
 
@@ -406,14 +448,20 @@ impl Inner {
                 }
             }
             if m.is_dir() {
-                self.dir_ids.lock().unwrap().remove(&m.ino());
+                self.dir_ids
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&m.ino());
             }
         }
         if !exchange && from_bn.long.is_some() && (from_dir != to_dir || from_bn.name != to_bn.name)
         {
             self.vault.remove_long_name(&from_dir, &from_bn.name);
         }
-        let mut inodes = self.inodes.lock().unwrap();
+        let mut inodes = self
+            .inodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if exchange {
             let tmp = from.with_extension("coffer-exchange-tmp");
             inodes.rename(&from, &tmp);
@@ -453,7 +501,11 @@ impl Inner {
                 }
             };
             let Ok(m) = entry.metadata() else { continue };
-            let child = self.inodes.lock().unwrap().ino_for(m.ino());
+            let child = self
+                .inodes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .ino_for(m.ino());
             out.push((child, super::attr::kind_of(&m), name));
         }
         Ok(out)

@@ -117,9 +117,16 @@ impl BindingIndex {
                 from,
             )
             .map_err(|e| Error::integrity(format!("history of {}: {e}", m.name)))?;
+            if let Some((seen, _)) = vault.seen.log_seen(&id).filter(|(n, _)| *n > at.entries) {
+                return Err(Error::integrity(format!(
+                    "the history of {} rolled back from {seen} entries (seen by this machine) to {}",
+                    m.name, at.entries
+                )));
+            }
             for e in &entries {
                 self.apply(&e.event);
             }
+            vault.seen.observe_log(id, at.entries, at.head);
             self.applied.insert(id, at);
         }
         Ok(())
@@ -143,7 +150,10 @@ impl BindingIndex {
 impl super::Vault {
     /// The verified binding index, refreshed from the members' logs.
     pub fn with_bindings<T>(&self, f: impl FnOnce(&BindingIndex) -> T) -> Result<T> {
-        let mut idx = self.bindings.lock().unwrap();
+        let mut idx = self
+            .bindings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         idx.refresh(self)?;
         Ok(f(&idx))
     }
@@ -157,7 +167,10 @@ impl super::Vault {
         access_len: u64,
         display: &str,
     ) -> Result<()> {
-        let mut idx = self.bindings.lock().unwrap();
+        let mut idx = self
+            .bindings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         idx.refresh(self)?;
         let (v, a) = idx.recorded(file_id);
         if let Some(v) = v.filter(|v| *v > version) {
@@ -182,7 +195,10 @@ impl super::Vault {
             return Ok(());
         }
         let parent_id = self.read_dir_record(parent)?.dir_id;
-        let mut idx = self.bindings.lock().unwrap();
+        let mut idx = self
+            .bindings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         idx.refresh(self)?;
         match idx.check(id, &parent_id, std::os::unix::ffi::OsStrExt::as_bytes(name)) {
             Binding::Matches | Binding::Unknown | Binding::Stale => Ok(()),

@@ -25,7 +25,7 @@ use crate::store::lock::FileLock;
 use crate::store::{atomic_write, read_limited, Durability};
 
 /// Commit automatically once this much plaintext is dirty (bounds memory).
-pub const DIRTY_LIMIT: usize = 16 << 20;
+pub const DIRTY_LIMIT: usize = 4 << 20;
 
 /// What identifies a sidecar version on disk, to notice another mount's commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +136,9 @@ impl OpenFile {
             let take = ((cs - within as u64).min(end - pos)) as usize;
             let plain = self.chunk_plain(idx)?;
             let avail = plain.len().saturating_sub(within).min(take);
-            out.extend_from_slice(&plain[within..within + avail]);
+            if avail > 0 {
+                out.extend_from_slice(&plain[within..within + avail]);
+            }
             // Bytes past a chunk's stored length (only possible inside holes) are zeros.
             out.resize(out.len() + (take - avail), 0);
             pos += take as u64;
@@ -308,8 +310,23 @@ impl OpenFile {
         let size = self.size;
         let count = self.layout.chunk_count(size);
         let old_committed = &self.committed.sidecar.chunks;
-        let mut in_place: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut journaled: Vec<(u64, Vec<u8>)> = Vec::new();
+        // New chunks land where the committed version has nothing, so they are
+        // written at once (before the commit point); runs of adjacent chunks go
+        // out in one pwrite.
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_start = 0u64;
+        let mut run_next = u64::MAX;
+        let data = &self.data;
+        let data_path = &self.data_path;
+        let flush_run = |run: &mut Vec<u8>, start: u64| -> Result<()> {
+            if !run.is_empty() {
+                data.write_all_at(run, start)
+                    .map_err(|e| Error::io(data_path, e))?;
+                run.clear();
+            }
+            Ok(())
+        };
         let dirty = std::mem::take(&mut self.dirty);
         for (idx, mut plain) in dirty {
             if idx >= count {
@@ -330,9 +347,17 @@ impl OpenFile {
             if overwrites {
                 journaled.push((idx, stored));
             } else {
-                in_place.push((idx, stored));
+                let at = self.layout.slot_offset(idx);
+                if at != run_next || run.len() >= 1 << 20 {
+                    flush_run(&mut run, run_start)?;
+                    run_start = at;
+                }
+                run.extend_from_slice(&stored);
+                run_next = at + stored.len() as u64;
             }
         }
+        flush_run(&mut run, run_start)?;
+        drop(run);
         self.dirty_bytes = 0;
         let mut key_commits = vec![(epoch, key.commitment(&self.file_id, epoch))];
         for c in self.chunks.iter().flatten() {
@@ -356,25 +381,23 @@ impl OpenFile {
             self.committed.access.head,
         );
         let journal_path = vault.paths.journal(&self.file_id);
-        if !journaled.is_empty() && !self.detached {
+        let has_journal = !journaled.is_empty() && !self.detached;
+        let journaled = if has_journal {
             let j = Journal {
                 format_version: FORMAT_VERSION,
                 file_id: self.file_id,
                 manifest_hash: manifest.hash(),
-                chunks: journaled.clone(),
+                chunks: journaled,
             };
             atomic_write(
                 &journal_path,
                 &format::encode_file(format::JOURNAL, &j),
                 durability,
             )?;
-        }
-        // New chunks land where the committed version has nothing: safe before the commit point.
-        for (idx, stored) in &in_place {
-            self.data
-                .write_all_at(stored, self.layout.slot_offset(*idx))
-                .map_err(|e| Error::io(&self.data_path, e))?;
-        }
+            j.chunks
+        } else {
+            journaled
+        };
         let stored_len = self.layout.stored_len(size);
         let cur_len = self
             .data
@@ -414,7 +437,7 @@ impl OpenFile {
                 .sync_data()
                 .map_err(|e| Error::io(&self.data_path, e))?;
         }
-        if !journaled.is_empty() && !self.detached {
+        if has_journal {
             let _ = std::fs::remove_file(&journal_path);
         }
         let manifest = sidecar.manifest.decode_unverified()?;
@@ -731,7 +754,13 @@ impl Vault {
     ) -> Result<(Committed, HashMap<u32, SecretKey>)> {
         let stamp = stamp_of(&self.paths.sidecar(file_id));
         if let Some(stamp) = stamp {
-            if let Some((s, c, k)) = self.verified.lock().unwrap().entries.get(file_id) {
+            if let Some((s, c, k)) = self
+                .verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entries
+                .get(file_id)
+            {
                 if *s == stamp {
                     return Ok((c.clone(), k.clone()));
                 }
@@ -740,7 +769,10 @@ impl Vault {
         let committed = load_committed(self, file_id, display)?;
         let keys = unwrap_keys(self, &committed)?;
         if let Some(stamp) = committed.stamp {
-            let mut cache = self.verified.lock().unwrap();
+            let mut cache = self
+                .verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if cache.entries.len() >= VERIFIED_CACHE_MAX {
                 cache.entries.clear();
             }
@@ -831,18 +863,6 @@ impl Vault {
         if let Some(dir) = sidecar_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        // Created, and bound to its name, in one append to the history.
-        let mut events = vec![Event::FileCreated { file_id }];
-        if let (Some(parent), Some(name)) = (backing.parent(), backing.file_name()) {
-            if let Ok(rec) = self.read_dir_record(parent) {
-                let name = crate::history::log::name_tag(
-                    &rec.dir_id,
-                    std::os::unix::ffi::OsStrExt::as_bytes(name),
-                );
-                events.push(Event::Linked { id: file_id, name });
-            }
-        }
-        self.record_all(events)?;
         // Sidecar first: a crash leaves at worst an orphan sidecar, never a file without one.
         atomic_write(
             &sidecar_path,
@@ -858,6 +878,20 @@ impl Vault {
             let _ = std::fs::remove_file(&sidecar_path);
             Error::io(backing, e)
         })?;
+        // Created, and bound to its name, in one append to the history, once the
+        // entry exists: a create that fails (EEXIST) or crashes before this point
+        // leaves nothing in the history that verify would miss.
+        let mut events = vec![Event::FileCreated { file_id }];
+        if let (Some(parent), Some(name)) = (backing.parent(), backing.file_name()) {
+            if let Ok(rec) = self.read_dir_record(parent) {
+                let name = crate::history::log::name_tag(
+                    &rec.dir_id,
+                    std::os::unix::ffi::OsStrExt::as_bytes(name),
+                );
+                events.push(Event::Linked { id: file_id, name });
+            }
+        }
+        self.record_all(events)?;
         let committed = Committed {
             manifest: sidecar.manifest.decode_unverified()?,
             sidecar,
@@ -918,8 +952,10 @@ impl Vault {
         };
         let mut h = [0u8; format::data::HEADER_LEN as usize];
         let n = read_full_at(&data, &mut h, 0).map_err(|e| Error::io(backing, e))?;
-        let header =
-            DataHeader::decode(&h[..n]).map_err(|e| Error::integrity(format!("{display}: {e}")))?;
+        let header = DataHeader::decode(&h[..n]).map_err(|e| match e {
+            e @ Error::UnsupportedVersion { .. } => e,
+            e => Error::integrity(format!("{display}: {e}")),
+        })?;
         if header.chunk_log2 != self.chunk_log2() {
             return Err(Error::integrity(format!(
                 "{display}: chunk size differs from the vault's"

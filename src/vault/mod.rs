@@ -67,7 +67,12 @@ pub struct Vault {
 
 impl KeyLookup for Vault {
     fn ed25519_of(&self, id: &MemberId) -> Option<[u8; 32]> {
-        if let Some(m) = self.members.read().unwrap().get(id) {
+        if let Some(m) = self
+            .members
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+        {
             return Some(m.public.ed25519);
         }
         // A member added since we loaded: reload once.
@@ -208,7 +213,10 @@ impl Vault {
         if self.read_only {
             return Ok(());
         }
-        self.log.lock().unwrap().append_all(&self.me, events)
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .append_all(&self.me, events)
     }
 
     /// Records that the entry `backing_name` in the directory `parent` now names
@@ -251,7 +259,12 @@ impl Vault {
             log::warn!("could not save this machine's vault state: {e}");
         }
         if !self.read_only {
-            if let Err(e) = self.log.lock().unwrap().checkpoint(&self.me) {
+            if let Err(e) = self
+                .log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .checkpoint(&self.me)
+            {
                 log::warn!("could not checkpoint the history log: {e}");
             }
         }
@@ -281,23 +294,39 @@ impl Vault {
                 Err(e) => log::warn!("ignoring member record {}: {e}", entry.path().display()),
             }
         }
-        *self.members.write().unwrap() = map;
+        *self
+            .members
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = map;
         Ok(())
     }
 
     pub fn members(&self) -> Vec<MemberRecord> {
-        let mut v: Vec<_> = self.members.read().unwrap().values().cloned().collect();
+        let mut v: Vec<_> = self
+            .members
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
     pub fn member(&self, id: &MemberId) -> Option<MemberRecord> {
-        self.members.read().unwrap().get(id).cloned()
+        self.members
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
     }
 
     /// Finds a member by name or by hex id.
     pub fn find_member(&self, who: &str) -> Result<MemberRecord> {
-        let members = self.members.read().unwrap();
+        let members = self
+            .members
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         members
             .values()
             .find(|m| m.name == who || m.public.member_id().to_hex() == who)
@@ -320,7 +349,10 @@ impl Vault {
         }
         self.reload_members()?;
         {
-            let members = self.members.read().unwrap();
+            let members = self
+                .members
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if members.contains_key(&public.member_id()) {
                 return Err(Error::BadInput(
                     "that public key is already a member".into(),
@@ -423,7 +455,12 @@ impl Vault {
             )
         });
         if let Some(stamp) = stamp {
-            if let Some((s, rec, d)) = self.dir_cache.lock().unwrap().get(&path) {
+            if let Some((s, rec, d)) = self
+                .dir_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&path)
+            {
                 if *s == stamp {
                     return Ok((rec.clone(), d.clone()));
                 }
@@ -434,7 +471,10 @@ impl Vault {
         format::check_version(rec.format_version)?;
         let defaults = self.verify_defaults(dir, &rec);
         if let Some(stamp) = stamp {
-            let mut cache = self.dir_cache.lock().unwrap();
+            let mut cache = self
+                .dir_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if cache.len() > 16_384 {
                 cache.clear();
             }

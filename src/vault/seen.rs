@@ -62,7 +62,10 @@ impl SeenState {
 
     /// Checks a verified file state against what was seen, then records it.
     pub fn observe(&self, file_id: &[u8; 16], now: SeenFile, display: &str) -> Result<()> {
-        let mut files = self.files.lock().unwrap();
+        let mut files = self
+            .files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(seen) = files.get(file_id) {
             if now.version < seen.version {
                 return Err(Error::integrity(format!(
@@ -94,12 +97,19 @@ impl SeenState {
 
     /// The log length and head this machine last saw for a member.
     pub fn log_seen(&self, member: &crate::crypto::MemberId) -> Option<(u64, [u8; 32])> {
-        self.logs.lock().unwrap().get(member).copied()
+        self.logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(member)
+            .copied()
     }
 
     /// Records a member's verified log length and head (only ever forward).
     pub fn observe_log(&self, member: crate::crypto::MemberId, len: u64, head: [u8; 32]) {
-        let mut logs = self.logs.lock().unwrap();
+        let mut logs = self
+            .logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if logs.get(&member).is_none_or(|(n, _)| *n < len) {
             logs.insert(member, (len, head));
             self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -108,13 +118,23 @@ impl SeenState {
 
     /// Forgets a file this machine deleted.
     pub fn forget(&self, file_id: &[u8; 16]) {
-        if self.files.lock().unwrap().remove(file_id).is_some() {
+        if self
+            .files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(file_id)
+            .is_some()
+        {
             self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     pub fn get(&self, file_id: &[u8; 16]) -> Option<SeenFile> {
-        self.files.lock().unwrap().get(file_id).copied()
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(file_id)
+            .copied()
     }
 
     /// Writes the state if it changed.
@@ -124,8 +144,16 @@ impl SeenState {
         }
         // Another process (a mount, a CLI command) may have saved meanwhile: keep
         // the newer of both views per file, so the state never moves backwards.
-        let mut merged = self.files.lock().unwrap().clone();
-        let mut logs = self.logs.lock().unwrap().clone();
+        let mut merged = self
+            .files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut logs = self
+            .logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         if let Ok(bytes) = std::fs::read(&self.path) {
             if let Ok(d) =
                 crate::format::from_bytes::<SeenOnDisk>("client state", MAX_STATE, &bytes)

@@ -157,7 +157,13 @@ impl Vault {
                     }
                     r.bytes += f.size();
                 }
-                Err(err) => fail(&mut r, shown, &err),
+                Err(err) => {
+                    // Present, though broken: do not report it as deleted too.
+                    if let Ok(id) = self.read_file_id(&e.backing) {
+                        by_id.entry(id).or_insert((m.ino(), e.plain.clone()));
+                    }
+                    fail(&mut r, shown, &err)
+                }
             }
             done += m.len();
             progress(done, total);
