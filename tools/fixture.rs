@@ -125,8 +125,8 @@ impl Builder<'_> {
         parts: &[(u64, &[u8])],
     ) -> Result<coffer::vault::OpenFile> {
         let path = self.entry(dir, name)?;
+        // create_file binds the new entry to its id in the history itself.
         let mut f = self.vault.create_file(&path, 0o644, plain.to_string())?;
-        self.link(f.file_id, &path)?;
         let mut content = Vec::new();
         for (offset, bytes) in parts {
             f.write(self.vault, *offset, bytes)?;

@@ -830,7 +830,7 @@ fn parse_log(bytes: &[u8], keys: &Keys) -> Result<LogSummary> {
                 "member" => e.member,
                 "seq" => e.seq,
                 "prev" => hex(&e.prev),
-                "time_unix" => e.time_unix,
+                "time_ms" => e.time_ms,
                 "event" => event_node(&e.event),
             },
             Err(e) => map! { "error" => e.to_string() },

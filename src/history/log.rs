@@ -21,6 +21,13 @@ use crate::store::{atomic_write, read_limited, Durability};
 
 /// Largest log this build reads (bounds memory on hostile input).
 pub const MAX_LOG: usize = 512 << 20;
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// A log file starts with `CFRL` and the format version (u16 LE).
 pub const LOG_MAGIC: [u8; 4] = *b"CFRL";
 pub const LOG_HEADER_LEN: usize = 6;
@@ -71,7 +78,8 @@ pub struct LogEntry {
     pub member: MemberId,
     pub seq: u64,
     pub prev: [u8; 32],
-    pub time_unix: u64,
+    /// Milliseconds since the Unix epoch (orders members' entries finely).
+    pub time_ms: u64,
     pub event: Event,
 }
 
@@ -403,7 +411,7 @@ impl LogWriter {
                 member: self.member,
                 seq: at.entries,
                 prev: at.head,
-                time_unix: crate::vault::now_unix(),
+                time_ms: now_ms(),
                 event,
             };
             let signed = Signed::sign(&entry, me);

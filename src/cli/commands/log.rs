@@ -37,7 +37,7 @@ mod tests {
 
 #[derive(Serialize)]
 struct LogLine {
-    time_unix: u64,
+    time_ms: u64,
     member: String,
     seq: u64,
     event: String,
@@ -176,7 +176,7 @@ impl Run for Args {
                     continue;
                 }
                 lines.push(LogLine {
-                    time_unix: entry.time_unix,
+                    time_ms: entry.time_ms,
                     member: m.name.clone(),
                     seq: entry.seq,
                     event: kind.to_string(),
@@ -186,7 +186,7 @@ impl Run for Args {
                 });
             }
         }
-        lines.sort_by(|a, b| (a.time_unix, &a.member, a.seq).cmp(&(b.time_unix, &b.member, b.seq)));
+        lines.sort_by(|a, b| (a.time_ms, &a.member, a.seq).cmp(&(b.time_ms, &b.member, b.seq)));
         vault.save_state();
         if ctx.json {
             return output::json(&lines);
@@ -200,7 +200,7 @@ impl Run for Args {
             output::line(
                 format!(
                     "{}  {:<8} {:<7} {} {}",
-                    utc(l.time_unix),
+                    utc(l.time_ms / 1000),
                     l.member,
                     l.event,
                     what,
