@@ -104,7 +104,8 @@ coffer_setup() {
         libfuse3-dev  # only needed if fuser is built with its libfuse feature
         pkg-config
         # tools the integration tests and the demo drive inside a mount
-        ca-certificates git rsync sqlite3 xxd psmisc procps
+        ca-certificates git rsync sqlite3 vim xxd psmisc procps attr
+        libc6-dev linux-libc-dev  # /usr/include, which the tar tests unpack
         shellcheck    # lints scripts/*.sh and .ci/run
     )
     if ! command -v cc >/dev/null 2>&1; then

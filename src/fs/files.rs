@@ -304,39 +304,4 @@ impl Inner {
             let _ = self.commit(&st, Durability::Lazy);
         }
     }
-
-    /// access(2): Unix bits are the kernel's job (default_permissions); here the
-    /// cryptographic rights answer R_OK and W_OK for regular files.
-    pub fn access(&self, ino: u64, mask: i32) -> FsResult<()> {
-        if mask & (libc::R_OK | libc::W_OK) == 0 {
-            return Ok(());
-        }
-        let path = self.path_of(ino)?;
-        let m = std::fs::symlink_metadata(&path).map_err(Inner::io_err)?;
-        if !m.is_file() {
-            return Ok(());
-        }
-        if mask & libc::W_OK != 0 && self.vault.read_only {
-            return Err(libc::EROFS);
-        }
-        let st = self.open_state(ino, &path)?;
-        let f = st
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let ok = (mask & libc::R_OK == 0 || f.can_read(&self.vault))
-            && (mask & libc::W_OK == 0 || f.can_update(&self.vault));
-        drop(f);
-        if st.opens.load(Ordering::SeqCst) == 0 {
-            self.open
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&ino);
-        }
-        if ok {
-            Ok(())
-        } else {
-            Err(libc::EACCES)
-        }
-    }
 }
