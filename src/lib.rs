@@ -21,3 +21,9 @@ pub mod store;
 pub mod vault;
 
 pub use error::{Error, Result};
+
+/// Locks a mutex even if a thread panicked while holding it: the daemon keeps
+/// serving other requests instead of cascading the panic.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

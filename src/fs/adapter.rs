@@ -58,11 +58,7 @@ impl Filesystem for CofferFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.inner
-            .inodes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .forget(ino.0, nlookup);
+        crate::lock(&self.inner.inodes).forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -347,7 +343,7 @@ impl Filesystem for CofferFs {
             Ok(h) => h,
             Err(e) => return reply.error(errno(e)),
         };
-        let h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let h = crate::lock(&h);
         let Handle::Dir { entries } = &*h else {
             return reply.error(Errno::ENOTDIR);
         };
@@ -367,11 +363,7 @@ impl Filesystem for CofferFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.inner
-            .handles
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&fh.0);
+        crate::lock(&self.inner.handles).remove(&fh.0);
         reply.ok()
     }
 

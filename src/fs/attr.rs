@@ -47,18 +47,9 @@ impl Inner {
         let kind = kind_of(m);
         let size = match kind {
             FileType::RegularFile => {
-                let open = self
-                    .open
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .get(&ino)
-                    .cloned();
+                let open = crate::lock(&self.open).get(&ino).cloned();
                 match open {
-                    Some(st) => st
-                        .file
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .size(),
+                    Some(st) => crate::lock(&st.file).size(),
                     None => self.vault.layout().plain_len(m.len()),
                 }
             }

@@ -15,17 +15,8 @@ use crate::store::Durability;
 impl Inner {
     /// Returns the shared state of an inode, opening the file if needed.
     fn open_state(&self, ino: u64, path: &Path) -> FsResult<Arc<OpenState>> {
-        if let Some(st) = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&ino)
-            .cloned()
-        {
-            let mut f = st
-                .file
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(st) = crate::lock(&self.open).get(&ino).cloned() {
+            let mut f = crate::lock(&st.file);
             // Pick up another mount's commit if we hold nothing unwritten.
             f.refresh(&self.vault)
                 .map_err(|e| self.fail(&format!("open {}", self.display(path)), e))?;
@@ -40,10 +31,7 @@ impl Inner {
             file: Mutex::new(file),
             opens: 0.into(),
         });
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = crate::lock(&self.open);
         Ok(open.entry(ino).or_insert(st).clone())
     }
 
@@ -56,10 +44,7 @@ impl Inner {
         }
         let st = self.open_state(ino, &path)?;
         let keep_cache = {
-            let f = st
-                .file
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let f = crate::lock(&st.file);
             if !f.can_read(&self.vault) {
                 log::info!(
                     "open {}: denied, {} holds no read right",
@@ -73,19 +58,13 @@ impl Inner {
                 return Err(libc::EACCES);
             }
             let version = f.sidecar().manifest.hash();
-            let mut seen = self
-                .seen_versions
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut seen = crate::lock(&self.seen_versions);
             let same = seen.get(&ino) == Some(&version) && !f.is_dirty();
             seen.insert(ino, version);
             same
         };
         if flags & libc::O_TRUNC != 0 && write {
-            let mut f = st
-                .file
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut f = crate::lock(&st.file);
             f.truncate(&self.vault, 0)
                 .map_err(|e| self.fail("truncate on open", e))?;
         }
@@ -115,11 +94,7 @@ impl Inner {
         if self.vault.read_only {
             return Err(libc::EROFS);
         }
-        let (path, bn) = self.child_path(parent, name)?;
-        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        self.vault
-            .write_long_name(&dir, &bn)
-            .map_err(|e| self.fail("create", e))?;
+        let (path, _, _) = self.new_entry(parent, name, "create")?;
         let file = self
             .vault
             .create_file(&path, mode, self.display(&path))
@@ -136,14 +111,8 @@ impl Inner {
             file: Mutex::new(file),
             opens: 1.into(),
         });
-        self.open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(ino, st.clone());
-        self.seen_versions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(ino, version);
+        crate::lock(&self.open).insert(ino, st.clone());
+        crate::lock(&self.seen_versions).insert(ino, version);
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         let fh = self.new_handle(Handle::File {
@@ -158,7 +127,7 @@ impl Inner {
 
     fn file_handle(&self, fh: u64) -> FsResult<(u64, Arc<OpenState>, bool, bool)> {
         let h = self.handle(fh)?;
-        let h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let h = crate::lock(&h);
         match &*h {
             Handle::File {
                 ino,
@@ -172,10 +141,7 @@ impl Inner {
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (_, st, _, _) = self.file_handle(fh)?;
-        let mut f = st
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = crate::lock(&st.file);
         let display = f.display.clone();
         f.read(offset, size as usize)
             .map_err(|e| self.fail(&format!("read {display}"), e))
@@ -186,10 +152,7 @@ impl Inner {
         if !write {
             return Err(libc::EBADF);
         }
-        let mut f = st
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = crate::lock(&st.file);
         let at = if append { f.size() } else { offset };
         let display = f.display.clone();
         f.write(&self.vault, at, data)
@@ -198,10 +161,7 @@ impl Inner {
     }
 
     fn commit(&self, st: &OpenState, durability: Durability) -> FsResult<()> {
-        let mut f = st
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = crate::lock(&st.file);
         if !f.is_dirty() && durability == Durability::Lazy {
             return Ok(());
         }
@@ -224,30 +184,17 @@ impl Inner {
     }
 
     pub fn release(&self, fh: u64) -> FsResult<()> {
-        let h = self
-            .handles
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&fh);
+        let h = crate::lock(&self.handles).remove(&fh);
         let Some(h) = h else { return Err(libc::EBADF) };
-        let h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let h = crate::lock(&h);
         let Handle::File { ino, state, .. } = &*h else {
             return Ok(());
         };
         let result = self.commit(state, Durability::Lazy);
         if state.opens.fetch_sub(1, Ordering::SeqCst) == 1 {
-            let mut open = self
-                .open
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut open = crate::lock(&self.open);
             // Drop the state unless someone reopened it meanwhile or data is pending.
-            if state.opens.load(Ordering::SeqCst) == 0
-                && !state
-                    .file
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .is_dirty()
-            {
+            if state.opens.load(Ordering::SeqCst) == 0 && !crate::lock(&state.file).is_dirty() {
                 open.remove(ino);
             }
         }
@@ -259,20 +206,12 @@ impl Inner {
         if self.vault.read_only {
             return Err(libc::EROFS);
         }
-        let open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&ino)
-            .cloned();
+        let open = crate::lock(&self.open).get(&ino).cloned();
         let st = match open {
             Some(st) => st,
             None => self.open_state(ino, &self.path_of(ino)?)?,
         };
-        let mut f = st
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = crate::lock(&st.file);
         if !f.can_update(&self.vault) {
             return Err(libc::EACCES);
         }
@@ -284,22 +223,14 @@ impl Inner {
             .map_err(|e| self.fail(&format!("truncate {display}"), e));
         drop(f);
         if st.opens.load(Ordering::SeqCst) == 0 {
-            self.open
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&ino);
+            crate::lock(&self.open).remove(&ino);
         }
         r
     }
 
     /// Commits pending data of an inode before its times are set explicitly.
     pub fn settle(&self, ino: u64) {
-        let st = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&ino)
-            .cloned();
+        let st = crate::lock(&self.open).get(&ino).cloned();
         if let Some(st) = st {
             let _ = self.commit(&st, Durability::Lazy);
         }

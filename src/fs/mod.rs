@@ -75,11 +75,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub fn path_of(&self, ino: u64) -> FsResult<PathBuf> {
-        self.inodes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .path(ino)
-            .ok_or(libc::ENOENT)
+        crate::lock(&self.inodes).path(ino).ok_or(libc::ENOENT)
     }
 
     /// The plaintext path of a backing path, for log lines and messages
@@ -151,10 +147,7 @@ impl Inner {
             .map(|(k, v)| (*k, v.clone()))
             .collect();
         for (ino, st) in states {
-            let mut f = st
-                .file
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut f = crate::lock(&st.file);
             if f.is_dirty() {
                 if let Err(e) = f.commit(&self.vault, crate::store::Durability::Lazy) {
                     let _ = self.fail(&format!("background commit of inode {ino}"), e);

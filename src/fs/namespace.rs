@@ -20,12 +20,7 @@ impl Inner {
         if !m.is_dir() {
             return Err(libc::ENOTDIR);
         }
-        if let Some(id) = self
-            .dir_ids
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&m.ino())
-        {
+        if let Some(id) = crate::lock(&self.dir_ids).get(&m.ino()) {
             return Ok(*id);
         }
         let id = match self.vault.read_dir_record(dir) {
@@ -39,10 +34,7 @@ impl Inner {
             }
             Err(e) => return Err(self.fail(&format!("directory {}", self.display(dir)), e)),
         };
-        self.dir_ids
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(m.ino(), id);
+        crate::lock(&self.dir_ids).insert(m.ino(), id);
         Ok(id)
     }
 
@@ -61,18 +53,27 @@ impl Inner {
         Ok((dir.join(&bn.name), bn))
     }
 
+    /// A new entry `name` in `parent`: its backing path, its directory and its
+    /// backing name, with the long-name side file (if any) already written.
+    pub fn new_entry(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        op: &str,
+    ) -> FsResult<(PathBuf, PathBuf, BackingName)> {
+        let (path, bn) = self.child_path(parent, name)?;
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        self.vault
+            .write_long_name(&dir, &bn)
+            .map_err(|e| self.fail(op, e))?;
+        Ok((path, dir, bn))
+    }
+
     /// Stats `path` and registers it as inode of a kernel lookup.
     pub fn entry(&self, path: &Path) -> FsResult<FileAttr> {
         let m = fs::symlink_metadata(path).map_err(Inner::io_err)?;
-        let ino = self
-            .inodes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .ino_for(m.ino());
-        self.inodes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remember(ino, path);
+        let ino = crate::lock(&self.inodes).ino_for(m.ino());
+        crate::lock(&self.inodes).remember(ino, path);
         Ok(self.attr_of(ino, &m))
     }
 
@@ -89,13 +90,7 @@ impl Inner {
             Ok(m) => Ok(self.attr_of(ino, &m)),
             Err(e) => {
                 // Unlinked but still open: answer from the open content file.
-                let st = self
-                    .open
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .get(&ino)
-                    .cloned()
-                    .ok_or(e)?;
+                let st = crate::lock(&self.open).get(&ino).cloned().ok_or(e)?;
                 let m = st
                     .file
                     .lock()
@@ -148,11 +143,7 @@ impl Inner {
         gid: u32,
     ) -> FsResult<FileAttr> {
         self.check_writable()?;
-        let (path, bn) = self.child_path(parent, name)?;
-        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        self.vault
-            .write_long_name(&dir, &bn)
-            .map_err(|e| self.fail("mkdir", e))?;
+        let (path, dir, bn) = self.new_entry(parent, name, "mkdir")?;
         fs::create_dir(&path).map_err(Inner::io_err)?;
         if let Err(e) = self.vault.write_dir_record(&path) {
             let _ = fs::remove_dir(&path);
@@ -184,11 +175,7 @@ impl Inner {
             // Device nodes inside an encrypted vault would bypass it entirely.
             return Err(libc::EPERM);
         }
-        let (path, bn) = self.child_path(parent, name)?;
-        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        self.vault
-            .write_long_name(&dir, &bn)
-            .map_err(|e| self.fail("mknod", e))?;
+        let (path, _, _) = self.new_entry(parent, name, "mknod")?;
         super::sys::mknod(&path, mode, rdev as u64).map_err(Inner::io_err)?;
         set_mode(&path, mode);
         self.chown_to(&path, uid, gid);
@@ -204,15 +191,11 @@ impl Inner {
         gid: u32,
     ) -> FsResult<FileAttr> {
         self.check_writable()?;
-        let (path, bn) = self.child_path(parent, name)?;
         let enc = self
             .vault
             .encrypt_symlink(target.as_os_str())
             .map_err(|_| libc::ENAMETOOLONG)?;
-        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        self.vault
-            .write_long_name(&dir, &bn)
-            .map_err(|e| self.fail("symlink", e))?;
+        let (path, _, _) = self.new_entry(parent, name, "symlink")?;
         std::os::unix::fs::symlink(&enc, &path).map_err(Inner::io_err)?;
         self.chown_to(&path, uid, gid);
         self.entry(&path)
@@ -232,11 +215,7 @@ impl Inner {
     pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> FsResult<FileAttr> {
         self.check_writable()?;
         let src = self.path_of(ino)?;
-        let (path, bn) = self.child_path(newparent, newname)?;
-        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        self.vault
-            .write_long_name(&dir, &bn)
-            .map_err(|e| self.fail("link", e))?;
+        let (path, dir, bn) = self.new_entry(newparent, newname, "link")?;
         let id = self.vault.entry_id(&src);
         self.note_link(id, &dir, &bn.name, true)?;
         if let Err(e) = fs::hard_link(&src, &path) {
@@ -248,22 +227,10 @@ impl Inner {
 
     /// Marks the open state of a file whose last link is gone.
     fn detach(&self, backing_ino: u64) {
-        let ino = self
-            .inodes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .ino_for(backing_ino);
-        let st = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&ino)
-            .cloned();
+        let ino = crate::lock(&self.inodes).ino_for(backing_ino);
+        let st = crate::lock(&self.open).get(&ino).cloned();
         if let Some(st) = st {
-            st.file
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .detached = true;
+            crate::lock(&st.file).detached = true;
         }
     }
 
@@ -303,10 +270,7 @@ impl Inner {
         if bn.long.is_some() {
             self.vault.remove_long_name(&dir, &bn.name);
         }
-        self.inodes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .unlink_path(&path);
+        crate::lock(&self.inodes).unlink_path(&path);
         Ok(())
     }
 
@@ -335,17 +299,11 @@ impl Inner {
             let _ = self.note_link(dir_id, &dir, &bn.name, true);
             return Err(Inner::io_err(e));
         }
-        self.dir_ids
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&m.ino());
+        crate::lock(&self.dir_ids).remove(&m.ino());
         if bn.long.is_some() {
             self.vault.remove_long_name(&dir, &bn.name);
         }
-        self.inodes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .unlink_path(&path);
+        crate::lock(&self.inodes).unlink_path(&path);
         Ok(())
     }
 
@@ -448,20 +406,14 @@ impl Inner {
                 }
             }
             if m.is_dir() {
-                self.dir_ids
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(&m.ino());
+                crate::lock(&self.dir_ids).remove(&m.ino());
             }
         }
         if !exchange && from_bn.long.is_some() && (from_dir != to_dir || from_bn.name != to_bn.name)
         {
             self.vault.remove_long_name(&from_dir, &from_bn.name);
         }
-        let mut inodes = self
-            .inodes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inodes = crate::lock(&self.inodes);
         if exchange {
             let tmp = from.with_extension("coffer-exchange-tmp");
             inodes.rename(&from, &tmp);
@@ -501,11 +453,7 @@ impl Inner {
                 }
             };
             let Ok(m) = entry.metadata() else { continue };
-            let child = self
-                .inodes
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .ino_for(m.ino());
+            let child = crate::lock(&self.inodes).ino_for(m.ino());
             out.push((child, super::attr::kind_of(&m), name));
         }
         Ok(out)

@@ -150,10 +150,7 @@ impl BindingIndex {
 impl super::Vault {
     /// The verified binding index, refreshed from the members' logs.
     pub fn with_bindings<T>(&self, f: impl FnOnce(&BindingIndex) -> T) -> Result<T> {
-        let mut idx = self
-            .bindings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut idx = crate::lock(&self.bindings);
         idx.refresh(self)?;
         Ok(f(&idx))
     }
@@ -167,10 +164,7 @@ impl super::Vault {
         access_len: u64,
         display: &str,
     ) -> Result<()> {
-        let mut idx = self
-            .bindings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut idx = crate::lock(&self.bindings);
         idx.refresh(self)?;
         let (v, a) = idx.recorded(file_id);
         if let Some(v) = v.filter(|v| *v > version) {
@@ -195,10 +189,7 @@ impl super::Vault {
             return Ok(());
         }
         let parent_id = self.read_dir_record(parent)?.dir_id;
-        let mut idx = self
-            .bindings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut idx = crate::lock(&self.bindings);
         idx.refresh(self)?;
         match idx.check(id, &parent_id, std::os::unix::ffi::OsStrExt::as_bytes(name)) {
             Binding::Matches | Binding::Unknown | Binding::Stale => Ok(()),

@@ -754,13 +754,7 @@ impl Vault {
     ) -> Result<(Committed, HashMap<u32, SecretKey>)> {
         let stamp = stamp_of(&self.paths.sidecar(file_id));
         if let Some(stamp) = stamp {
-            if let Some((s, c, k)) = self
-                .verified
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .entries
-                .get(file_id)
-            {
+            if let Some((s, c, k)) = crate::lock(&self.verified).entries.get(file_id) {
                 if *s == stamp {
                     return Ok((c.clone(), k.clone()));
                 }
@@ -769,10 +763,7 @@ impl Vault {
         let committed = load_committed(self, file_id, display)?;
         let keys = unwrap_keys(self, &committed)?;
         if let Some(stamp) = committed.stamp {
-            let mut cache = self
-                .verified
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut cache = crate::lock(&self.verified);
             if cache.entries.len() >= VERIFIED_CACHE_MAX {
                 cache.entries.clear();
             }

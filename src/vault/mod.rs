@@ -213,10 +213,7 @@ impl Vault {
         if self.read_only {
             return Ok(());
         }
-        self.log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .append_all(&self.me, events)
+        crate::lock(&self.log).append_all(&self.me, events)
     }
 
     /// Records that the entry `backing_name` in the directory `parent` now names
@@ -259,12 +256,7 @@ impl Vault {
             log::warn!("could not save this machine's vault state: {e}");
         }
         if !self.read_only {
-            if let Err(e) = self
-                .log
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .checkpoint(&self.me)
-            {
+            if let Err(e) = crate::lock(&self.log).checkpoint(&self.me) {
                 log::warn!("could not checkpoint the history log: {e}");
             }
         }
@@ -455,12 +447,7 @@ impl Vault {
             )
         });
         if let Some(stamp) = stamp {
-            if let Some((s, rec, d)) = self
-                .dir_cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(&path)
-            {
+            if let Some((s, rec, d)) = crate::lock(&self.dir_cache).get(&path) {
                 if *s == stamp {
                     return Ok((rec.clone(), d.clone()));
                 }
@@ -471,10 +458,7 @@ impl Vault {
         format::check_version(rec.format_version)?;
         let defaults = self.verify_defaults(dir, &rec);
         if let Some(stamp) = stamp {
-            let mut cache = self
-                .dir_cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut cache = crate::lock(&self.dir_cache);
             if cache.len() > 16_384 {
                 cache.clear();
             }

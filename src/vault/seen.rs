@@ -62,10 +62,7 @@ impl SeenState {
 
     /// Checks a verified file state against what was seen, then records it.
     pub fn observe(&self, file_id: &[u8; 16], now: SeenFile, display: &str) -> Result<()> {
-        let mut files = self
-            .files
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut files = crate::lock(&self.files);
         if let Some(seen) = files.get(file_id) {
             if now.version < seen.version {
                 return Err(Error::integrity(format!(
@@ -97,19 +94,12 @@ impl SeenState {
 
     /// The log length and head this machine last saw for a member.
     pub fn log_seen(&self, member: &crate::crypto::MemberId) -> Option<(u64, [u8; 32])> {
-        self.logs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(member)
-            .copied()
+        crate::lock(&self.logs).get(member).copied()
     }
 
     /// Records a member's verified log length and head (only ever forward).
     pub fn observe_log(&self, member: crate::crypto::MemberId, len: u64, head: [u8; 32]) {
-        let mut logs = self
-            .logs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut logs = crate::lock(&self.logs);
         if logs.get(&member).is_none_or(|(n, _)| *n < len) {
             logs.insert(member, (len, head));
             self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -118,23 +108,13 @@ impl SeenState {
 
     /// Forgets a file this machine deleted.
     pub fn forget(&self, file_id: &[u8; 16]) {
-        if self
-            .files
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(file_id)
-            .is_some()
-        {
+        if crate::lock(&self.files).remove(file_id).is_some() {
             self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     pub fn get(&self, file_id: &[u8; 16]) -> Option<SeenFile> {
-        self.files
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(file_id)
-            .copied()
+        crate::lock(&self.files).get(file_id).copied()
     }
 
     /// Writes the state if it changed.
@@ -144,16 +124,8 @@ impl SeenState {
         }
         // Another process (a mount, a CLI command) may have saved meanwhile: keep
         // the newer of both views per file, so the state never moves backwards.
-        let mut merged = self
-            .files
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let mut logs = self
-            .logs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let mut merged = crate::lock(&self.files).clone();
+        let mut logs = crate::lock(&self.logs).clone();
         if let Ok(bytes) = std::fs::read(&self.path) {
             if let Ok(d) =
                 crate::format::from_bytes::<SeenOnDisk>("client state", MAX_STATE, &bytes)
