@@ -296,6 +296,7 @@ fn records_and_logs() {
         ("older log", 4),
         ("flip the checkpoint", 5),
         ("delete the log", 6),
+        ("swap two history entries", 7),
     ] {
         let c = Case::new(&f);
         let log = c.root.join("log").join(format!("{me}.log"));
@@ -306,10 +307,25 @@ fn records_and_logs() {
             3 => truncate(&log),
             4 => std::fs::copy(c.old.join("log"), &log).map(|_| ()).unwrap(),
             5 => flip(&c.root.join("log").join(format!("{me}.head")), 30),
-            _ => std::fs::remove_file(&log).unwrap(),
+            6 => std::fs::remove_file(&log).unwrap(),
+            _ => swap_first_two_records(&log),
         }
         c.expect_failure(what);
     }
+}
+
+/// Reorders the first two records of a history log (each `u32 len || body`
+/// after the 6-byte header), leaving every record itself intact.
+fn swap_first_two_records(log: &Path) {
+    let b = std::fs::read(log).unwrap();
+    let h = coffer::history::log::LOG_HEADER_LEN;
+    let len_at = |pos: usize| u32::from_le_bytes(b[pos..pos + 4].try_into().unwrap()) as usize + 4;
+    let (l1, l2) = (len_at(h), len_at(h + len_at(h)));
+    let mut out = b[..h].to_vec();
+    out.extend_from_slice(&b[h + l1..h + l1 + l2]);
+    out.extend_from_slice(&b[h..h + l1]);
+    out.extend_from_slice(&b[h + l1 + l2..]);
+    std::fs::write(log, out).unwrap();
 }
 
 #[test]
