@@ -98,31 +98,46 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
-/// Runs `f` over many entries; a failure on one entry is reported and the worst
-/// error is returned at the end, so `-r` does as much as it may.
-pub fn for_each<F>(items: &[WalkEntry], what: &str, mut f: F) -> Result<()>
+/// Runs `f` over many entries, on as many threads as there are cores (each
+/// entry is an independent file; the expensive part is public-key crypto). A
+/// failure on one entry is reported and the worst error is returned at the end,
+/// so `-r` does as much as it may.
+pub fn for_each<F>(items: &[WalkEntry], what: &str, f: F) -> Result<()>
 where
-    F: FnMut(&WalkEntry) -> Result<()>,
+    F: Fn(&WalkEntry) -> Result<()> + Sync,
 {
-    let pb = progress(items.len() as u64, what);
-    let mut worst: Option<Error> = None;
-    for e in items {
-        if let Err(err) = f(e) {
-            if items.len() == 1 {
-                return Err(err);
-            }
-            pb.suspend(|| eprintln!("coffer: {}: {err}", e.plain.display()));
-            if worst
-                .as_ref()
-                .is_none_or(|w| err.exit_code() > w.exit_code())
-            {
-                worst = Some(err);
-            }
-        }
-        pb.inc(1);
+    if items.len() == 1 {
+        return f(&items[0]);
     }
+    let pb = progress(items.len() as u64, what);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let worst: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(e) = items.get(i) else { break };
+                if let Err(err) = f(e) {
+                    pb.suspend(|| eprintln!("coffer: {}: {err}", e.plain.display()));
+                    let mut w = worst
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if w.as_ref().is_none_or(|w| err.exit_code() > w.exit_code()) {
+                        *w = Some(err);
+                    }
+                }
+                pb.inc(1);
+            });
+        }
+    });
     pb.finish_and_clear();
-    match worst {
+    match worst
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
         Some(e) => Err(e),
         None => Ok(()),
     }

@@ -12,6 +12,7 @@
 
 pub mod atomic;
 pub mod lock;
+pub mod sync;
 
 pub use atomic::{atomic_write, read_limited, Durability};
 

@@ -50,6 +50,8 @@ pub struct Vault {
     bindings: std::sync::Mutex<bindings::BindingIndex>,
     /// Sidecars verified since they last changed.
     verified: std::sync::Mutex<file::VerifiedCache>,
+    /// See [`Vault::set_batch`].
+    batch: std::sync::atomic::AtomicBool,
     /// Directory records (and verified defaults) by record path, with the stamp
     /// of the record file they were read at.
     #[allow(clippy::type_complexity)]
@@ -138,6 +140,7 @@ impl Vault {
             )),
             bindings: Default::default(),
             verified: Default::default(),
+            batch: Default::default(),
             dir_cache: Default::default(),
         };
         vault.write_member(admin_name, vault.me.public(), true, &name_key)?;
@@ -197,10 +200,32 @@ impl Vault {
             )),
             bindings: Default::default(),
             verified: Default::default(),
+            batch: Default::default(),
             dir_cache: Default::default(),
         };
         vault.reload_members()?;
         Ok(vault)
+    }
+
+    /// Batch mode for commands that change many files (`-r`, `migrate`): each
+    /// change is written without fsync and [`Vault::sync`] makes all of them
+    /// durable at once at the end. Atomicity is unchanged.
+    pub fn set_batch(&self, on: bool) {
+        self.batch.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How access changes and re-encryptions are written.
+    pub fn change_durability(&self) -> Durability {
+        if self.batch.load(std::sync::atomic::Ordering::Relaxed) {
+            Durability::Lazy
+        } else {
+            Durability::Sync
+        }
+    }
+
+    /// Flushes everything written to the vault's filesystem to stable storage.
+    pub fn sync(&self) -> Result<()> {
+        crate::store::sync::syncfs(&self.paths.root).map_err(|e| Error::io(&self.paths.root, e))
     }
 
     /// Appends an event to this member's signed log (nothing on read-only opens).

@@ -119,6 +119,11 @@ impl OpenFile {
         if self.is_dirty() {
             self.commit(vault, Durability::Lazy)?;
         }
+        // Unchanged on disk since we verified it: nothing to reload.
+        let now = stamp_of(&vault.paths.sidecar(&self.file_id));
+        if now.is_some() && now == self.committed.stamp {
+            return Ok(());
+        }
         let fresh = load_committed(vault, &self.file_id, &self.display)?;
         if fresh.sidecar.manifest.hash() != self.committed.sidecar.manifest.hash() {
             self.size = fresh.manifest.size;
@@ -153,7 +158,7 @@ impl OpenFile {
             sidecar.keys.push(k);
         }
         if !self.detached {
-            self.write_sidecar(vault, &sidecar, Durability::Sync)?;
+            self.write_sidecar(vault, &sidecar, vault.change_durability())?;
             for e in events {
                 vault.record(e)?;
             }
@@ -410,7 +415,7 @@ impl OpenFile {
             self.dirty_chunk(*idx, true)?;
         }
         self.force_commit = true;
-        self.commit(vault, Durability::Sync)?;
+        self.commit(vault, vault.change_durability())?;
         Ok(stale.len() as u64)
     }
 }

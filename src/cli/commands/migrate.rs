@@ -45,6 +45,7 @@ impl Run for Args {
         }
         let total_bytes: u64 = stale.iter().map(|(_, b)| *b).sum();
         let pb = progress(total_bytes, "migrating");
+        vault.set_batch(true);
         let mut migrated = 0u64;
         let mut left = 0u64;
         for (e, bytes) in &stale {
@@ -72,6 +73,7 @@ impl Run for Args {
             pb.inc(*bytes);
         }
         pb.finish_and_clear();
+        vault.sync()?;
         vault.save_state();
         if ctx.json {
             output::json(&serde_json::json!({ "migrated": migrated, "total_left": left }))

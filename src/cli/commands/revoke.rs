@@ -54,7 +54,8 @@ impl Run for Args {
             RevokeMode::Eager
         };
         let items = target::entries(&t, self.recursive)?;
-        let mut changed = 0u64;
+        let changed = std::sync::atomic::AtomicU64::new(0);
+        t.vault.set_batch(items.len() > 1);
         let result = target::for_each(&items, "revoking", |e| {
             if e.is_dir {
                 return t.vault.update_dir_defaults(&e.backing, |d| {
@@ -71,12 +72,17 @@ impl Run for Args {
                 .vault
                 .open_file(&e.backing, e.plain.display().to_string())?;
             if f.revoke(&t.vault, id, right, mode)? {
-                changed += 1;
+                changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(())
         });
+        if items.len() > 1 {
+            // One syncfs for the whole tree instead of an fsync per file.
+            t.vault.sync()?;
+        }
         t.vault.save_state();
         result?;
+        let changed = changed.load(std::sync::atomic::Ordering::Relaxed);
         let word = if self.update {
             "update"
         } else {

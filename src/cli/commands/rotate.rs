@@ -29,8 +29,9 @@ impl Run for Args {
     fn run(self, ctx: &Context) -> Result<()> {
         let t = target::resolve(ctx, &self.path, &self.vault, false)?;
         let items = target::entries(&t, self.recursive)?;
-        let mut files = 0u64;
-        let mut epoch = 0u32;
+        let files = std::sync::atomic::AtomicU64::new(0);
+        let epoch = std::sync::atomic::AtomicU64::new(0);
+        t.vault.set_batch(items.len() > 1);
         let result = target::for_each(&items, "rotating", |e| {
             if !e.is_file {
                 return Ok(());
@@ -39,12 +40,21 @@ impl Run for Args {
                 .vault
                 .open_file(&e.backing, e.plain.display().to_string())?;
             f.rotate(&t.vault)?;
-            epoch = f.access().epoch;
-            files += 1;
+            epoch.store(
+                u64::from(f.access().epoch),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            files.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         });
+        if items.len() > 1 {
+            // One syncfs for the whole tree instead of an fsync per file.
+            t.vault.sync()?;
+        }
         t.vault.save_state();
         result?;
+        let files = files.load(std::sync::atomic::Ordering::Relaxed);
+        let epoch = epoch.load(std::sync::atomic::Ordering::Relaxed);
         let shown = t.entry.plain.display();
         if ctx.json {
             output::json(
