@@ -17,11 +17,16 @@ struct Node {
 pub struct InodeTable {
     root_backing_ino: u64,
     nodes: HashMap<u64, Node>,
+    /// Which inode each known path belongs to, so unlink and the rename of a
+    /// file touch one node instead of scanning the table.
+    by_path: HashMap<PathBuf, u64>,
 }
 
 impl InodeTable {
     pub fn new(root_path: PathBuf, root_backing_ino: u64) -> Self {
         let mut nodes = HashMap::new();
+        let mut by_path = HashMap::new();
+        by_path.insert(root_path.clone(), ROOT);
         nodes.insert(
             ROOT,
             Node {
@@ -32,6 +37,7 @@ impl InodeTable {
         InodeTable {
             root_backing_ino,
             nodes,
+            by_path,
         }
     }
 
@@ -63,6 +69,14 @@ impl InodeTable {
         } else {
             node.paths.insert(0, path.to_path_buf());
         }
+        // A path now names this inode; an older inode under it lost the name.
+        if let Some(old) = self.by_path.insert(path.to_path_buf(), ino) {
+            if old != ino {
+                if let Some(n) = self.nodes.get_mut(&old) {
+                    n.paths.retain(|p| p != path);
+                }
+            }
+        }
     }
 
     pub fn forget(&mut self, ino: u64, n: u64) {
@@ -72,30 +86,61 @@ impl InodeTable {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
             if node.lookups == 0 {
-                self.nodes.remove(&ino);
+                if let Some(node) = self.nodes.remove(&ino) {
+                    for p in node.paths {
+                        if self.by_path.get(&p) == Some(&ino) {
+                            self.by_path.remove(&p);
+                        }
+                    }
+                }
             }
         }
     }
 
     /// A name went away (unlink, or the source of a rename).
     pub fn unlink_path(&mut self, path: &Path) {
-        for node in self.nodes.values_mut() {
-            node.paths.retain(|p| p != path);
+        if let Some(ino) = self.by_path.remove(path) {
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.paths.retain(|p| p != path);
+            }
         }
     }
 
-    /// A rename: every path at or under `from` now lives under `to`.
-    pub fn rename(&mut self, from: &Path, to: &Path) {
-        for node in self.nodes.values_mut() {
-            for p in node.paths.iter_mut() {
-                if let Ok(rest) = p.strip_prefix(from) {
-                    *p = if rest.as_os_str().is_empty() {
-                        to.to_path_buf()
-                    } else {
-                        to.join(rest)
-                    };
+    /// A rename: the entry at `from` is now at `to`; for a directory every path
+    /// below it moves too (the only case that scans the table).
+    pub fn rename(&mut self, from: &Path, to: &Path, is_dir: bool) {
+        self.unlink_path(to);
+        if !is_dir {
+            if let Some(ino) = self.by_path.remove(from) {
+                if let Some(node) = self.nodes.get_mut(&ino) {
+                    for p in node.paths.iter_mut().filter(|p| p.as_path() == from) {
+                        *p = to.to_path_buf();
+                    }
+                }
+                self.by_path.insert(to.to_path_buf(), ino);
+            }
+            return;
+        }
+        let moved: Vec<(PathBuf, u64)> = self
+            .by_path
+            .iter()
+            .filter(|(p, _)| p.starts_with(from))
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        for (old, ino) in moved {
+            let rest = old.strip_prefix(from).expect("filtered by prefix");
+            let new = if rest.as_os_str().is_empty() {
+                to.to_path_buf()
+            } else {
+                to.join(rest)
+            };
+            self.by_path.remove(&old);
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                for p in node.paths.iter_mut().filter(|p| **p == old) {
+                    *p = new.clone();
                 }
             }
+            self.by_path.insert(new, ino);
         }
     }
 }
@@ -112,7 +157,7 @@ mod tests {
         assert_eq!(t.ino_for(7), 7);
         t.remember(7, Path::new("/v/tree/a/b"));
         t.remember(8, Path::new("/v/tree/a"));
-        t.rename(Path::new("/v/tree/a"), Path::new("/v/tree/z"));
+        t.rename(Path::new("/v/tree/a"), Path::new("/v/tree/z"), true);
         assert_eq!(t.path(7).unwrap(), Path::new("/v/tree/z/b"));
         assert_eq!(t.path(8).unwrap(), Path::new("/v/tree/z"));
         t.forget(7, 1);

@@ -416,12 +416,14 @@ impl Inner {
         let mut inodes = crate::lock(&self.inodes);
         if exchange {
             let tmp = from.with_extension("coffer-exchange-tmp");
-            inodes.rename(&from, &tmp);
-            inodes.rename(&to, &from);
-            inodes.rename(&tmp, &to);
+            let to_is_dir = fs::symlink_metadata(&from)
+                .map(|m| m.is_dir())
+                .unwrap_or(true);
+            inodes.rename(&from, &tmp, src_meta.is_dir());
+            inodes.rename(&to, &from, to_is_dir);
+            inodes.rename(&tmp, &to, src_meta.is_dir());
         } else {
-            inodes.unlink_path(&to);
-            inodes.rename(&from, &to);
+            inodes.rename(&from, &to, src_meta.is_dir());
         }
         Ok(())
     }
