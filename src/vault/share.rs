@@ -411,9 +411,17 @@ impl OpenFile {
         if stale.is_empty() && !needs_prune {
             return Ok(0);
         }
-        for idx in &stale {
-            self.dirty_chunk(*idx, true)?;
+        // In batches that bound memory: each batch is committed as a content
+        // version of its own (a mix of epochs is a valid state, every epoch in use
+        // being committed to in the manifest).
+        let per_batch = (super::file::DIRTY_LIMIT as u64 / self.layout.chunk_size()).max(1) as usize;
+        for batch in stale.chunks(per_batch) {
+            for idx in batch {
+                self.dirty_chunk(*idx, true)?;
+            }
+            self.commit(vault, Durability::Lazy)?;
         }
+        // The last commit prunes the old epochs; it is made durable as asked.
         self.force_commit = true;
         self.commit(vault, vault.change_durability())?;
         Ok(stale.len() as u64)
