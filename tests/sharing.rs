@@ -344,3 +344,27 @@ fn reader_with_raw_access_cannot_forge() {
     std::fs::write(&sc_path, &genuine_sidecar).unwrap();
     assert_eq!(read_all(&carol, &p).unwrap(), b"genuine");
 }
+
+#[test]
+fn rotate_of_a_file_larger_than_the_dirty_limit() {
+    let _serial = serial();
+    let w = World::new();
+    let alice = w.open(ALICE);
+    let p = w.path("large");
+    let data: Vec<u8> = (0..(coffer::vault::file::DIRTY_LIMIT + 3 * 65_536 + 7))
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let mut f = alice.create_file(&p, 0o644, "large".into()).unwrap();
+    f.write(&alice, 0, &data).unwrap();
+    f.commit(&alice, coffer::store::Durability::Lazy).unwrap();
+    let before = std::fs::read(&p).unwrap();
+    f.rotate(&alice).unwrap();
+    assert_eq!(f.chunks_on_old_epochs(), 0);
+    drop(f);
+    assert_ne!(
+        std::fs::read(&p).unwrap(),
+        before,
+        "every chunk re-encrypted"
+    );
+    assert_eq!(read_all(&alice, &p).unwrap(), data);
+}

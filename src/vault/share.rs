@@ -414,7 +414,8 @@ impl OpenFile {
         // In batches that bound memory: each batch is committed as a content
         // version of its own (a mix of epochs is a valid state, every epoch in use
         // being committed to in the manifest).
-        let per_batch = (super::file::DIRTY_LIMIT as u64 / self.layout.chunk_size()).max(1) as usize;
+        let per_batch =
+            (super::file::DIRTY_LIMIT as u64 / self.layout.chunk_size()).max(1) as usize;
         for batch in stale.chunks(per_batch) {
             for idx in batch {
                 self.dirty_chunk(*idx, true)?;
