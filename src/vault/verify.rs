@@ -43,8 +43,20 @@ impl VerifyReport {
     }
 }
 
-/// Progress callback: (bytes done, bytes total).
-pub type Progress<'a> = &'a dyn Fn(u64, u64);
+/// Progress callback: (bytes done, bytes total); called from several threads.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// The result of checking one file.
+#[derive(Default)]
+struct FileCheck {
+    shown: String,
+    plain: std::path::PathBuf,
+    ino: u64,
+    stored_len: u64,
+    file_id: Option<[u8; 16]>,
+    versions: Option<(u64, u64)>,
+    report: VerifyReport,
+}
 
 impl Vault {
     pub fn verify(&self, progress: Progress) -> VerifyReport {
@@ -96,9 +108,55 @@ impl Vault {
             .filter_map(|e| std::fs::metadata(&e.backing).ok())
             .map(|m| m.len())
             .sum();
-        let mut done = 0u64;
         let mut by_id: HashMap<[u8; 16], (u64, PathBuf)> = HashMap::new();
         let mut versions: HashMap<[u8; 16], (u64, u64)> = HashMap::new();
+        // Files are checked on all cores (public-key checks and chunk hashing
+        // dominate); the results are merged in tree order below.
+        let files: Vec<&super::resolve::WalkEntry> = entries.iter().filter(|e| e.is_file).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let results: std::sync::Mutex<Vec<(usize, FileCheck)>> = std::sync::Mutex::new(Vec::new());
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(e) = files.get(i) else { break };
+                    let check = self.check_file(e);
+                    let d = done.fetch_add(check.stored_len, std::sync::atomic::Ordering::Relaxed)
+                        + check.stored_len;
+                    progress(d, total);
+                    crate::lock(&results).push((i, check));
+                });
+            }
+        });
+        let mut results = results
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        results.sort_by_key(|(i, _)| *i);
+        for (_, c) in results {
+            r.files += 1;
+            r.failures.extend(c.report.failures);
+            r.warnings.extend(c.report.warnings);
+            r.bytes += c.report.bytes;
+            r.decrypted_files += c.report.decrypted_files;
+            let Some(id) = c.file_id else { continue };
+            if let Some((ino, other)) = by_id.get(&id) {
+                if *ino != c.ino {
+                    let what = format!(
+                        "has the same file id as {} (a copied or swapped content file)",
+                        other.display()
+                    );
+                    fail(&mut r, c.shown.clone(), &what);
+                }
+            }
+            by_id.insert(id, (c.ino, c.plain.clone()));
+            if let Some(v) = c.versions {
+                versions.insert(id, v);
+            }
+        }
         for e in &entries {
             let shown = e.plain.display().to_string();
             if e.is_dir {
@@ -126,47 +184,7 @@ impl Vault {
                     }
                     Err(err) => fail(&mut r, shown, &err),
                 }
-                continue;
             }
-            if !e.is_file {
-                continue;
-            }
-            r.files += 1;
-            match self.open_file_for_verify(&e.backing, &shown) {
-                Ok(f) => {
-                    if let Some((ino, other)) = by_id.get(&f.file_id) {
-                        if *ino != m.ino() {
-                            fail(
-                                &mut r,
-                                shown.clone(),
-                                &format!(
-                                    "has the same file id as {} (a copied or swapped content file)",
-                                    other.display()
-                                ),
-                            );
-                        }
-                    }
-                    by_id.insert(f.file_id, (m.ino(), e.plain.clone()));
-                    versions.insert(
-                        f.file_id,
-                        (f.manifest().version, f.sidecar().access.len() as u64),
-                    );
-                    let decrypted = self.check_chunks(&f, &shown, &mut r);
-                    if decrypted {
-                        r.decrypted_files += 1;
-                    }
-                    r.bytes += f.size();
-                }
-                Err(err) => {
-                    // Present, though broken: do not report it as deleted too.
-                    if let Ok(id) = self.read_file_id(&e.backing) {
-                        by_id.entry(id).or_insert((m.ino(), e.plain.clone()));
-                    }
-                    fail(&mut r, shown, &err)
-                }
-            }
-            done += m.len();
-            progress(done, total);
         }
 
         // Logs: every member's chain, checkpoint, and against what this machine saw.
@@ -301,6 +319,40 @@ impl Vault {
         if let Err(e) = self.seen.save() {
             log::warn!("could not save this machine's vault state: {e}");
         }
+    }
+
+    /// Everything `verify` checks about one regular file.
+    fn check_file(&self, e: &super::resolve::WalkEntry) -> FileCheck {
+        let shown = e.plain.display().to_string();
+        let mut c = FileCheck {
+            shown: shown.clone(),
+            plain: e.plain.clone(),
+            ..FileCheck::default()
+        };
+        let Ok(m) = std::fs::symlink_metadata(&e.backing) else {
+            return c;
+        };
+        c.ino = m.ino();
+        c.stored_len = m.len();
+        match self.open_file_for_verify(&e.backing, &shown) {
+            Ok(f) => {
+                c.file_id = Some(f.file_id);
+                c.versions = Some((f.manifest().version, f.sidecar().access.len() as u64));
+                if self.check_chunks(&f, &shown, &mut c.report) {
+                    c.report.decrypted_files += 1;
+                }
+                c.report.bytes += f.size();
+            }
+            Err(err) => {
+                // Present, though broken: do not report it as deleted too.
+                c.file_id = self.read_file_id(&e.backing).ok();
+                c.report.failures.push(Finding {
+                    path: shown,
+                    problem: err.to_string(),
+                });
+            }
+        }
+        c
     }
 
     fn open_file_for_verify(
