@@ -170,6 +170,7 @@ git -C "$WORK/src/repo" init -q
 git -C "$WORK/src/repo" add -A
 git -C "$WORK/src/repo" -c user.name=bench -c user.email=bench@localhost commit -q -m tree
 git -C "$WORK/src/repo" gc -q
+head -c "$((SEQ_MB * 1024 * 1024))" /dev/urandom >"$WORK/src/seq.src"
 SMALL_PAYLOAD="$(head -c "$SMALL_BYTES" /dev/urandom | base64 -w0 | head -c "$SMALL_BYTES")"
 row_payload="${SMALL_PAYLOAD:0:150}"
 {
@@ -281,7 +282,12 @@ grep_r() {
     "${T[@]}" grep -rF -- 'coffer-bench-string-that-is-nowhere' "$DIR/$TREE_NAME" >/dev/null || rc=$?
     [ "$rc" -le 1 ] # 1 = no match (expected); 2 = error
 }
-seq_write() { "${T[@]}" dd if=/dev/zero of="$DIR/seq.dat" bs=1M count="$SEQ_MB" conv=fsync status=none; }
+# Random data, read from a file kept in the page cache: zeros would let a target
+# that stores all-zero blocks as holes skip its crypto (coffer does).
+seq_write() {
+    cat "$WORK/src/seq.src" >/dev/null
+    "${T[@]}" dd if="$WORK/src/seq.src" of="$DIR/seq.dat" bs=1M count="$SEQ_MB" conv=fsync status=none
+}
 seq_read() { "${T[@]}" dd if="$DIR/seq.dat" of=/dev/null bs=1M status=none; }
 sqlite_inserts() { "${T[@]}" sqlite3 "$DIR/bench.db" <"$WORK/src/inserts.sql"; }
 git_clone() { "${T[@]}" git clone -q --no-local --no-hardlinks "$WORK/src/repo" "$DIR/clone"; }

@@ -170,6 +170,7 @@ pub fn mount(
     opts: &MountOptions,
     on_ready: Box<dyn FnOnce() + Send>,
 ) -> Result<()> {
+    sys::tune_allocator();
     let tree = vault.paths.tree();
     let meta = std::fs::metadata(&tree).map_err(|e| Error::io(&tree, e))?;
     let read_only = opts.read_only || vault.read_only;

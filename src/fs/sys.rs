@@ -175,3 +175,18 @@ pub fn statvfs(path: &Path) -> io::Result<StatFs> {
         frsize: s.f_frsize as u32,
     })
 }
+
+/// Keeps the daemon's memory bounded under glibc: a fixed 1 MiB mmap threshold
+/// (the dynamic one grows and lets freed multi-MiB commit buffers pile up in
+/// per-thread arenas), two arenas, and trimming above 4 MiB free. Measured: a
+/// 256 MiB fio random-write job peaked at 87 MiB without this, 26 MiB with it,
+/// at the same throughput (a 64 KiB threshold halved sequential writes).
+pub fn tune_allocator() {
+    // SAFETY: mallopt only adjusts allocator parameters; it is called before the
+    // FUSE worker threads start, and invalid values are rejected (returns 0).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+    }
+}
