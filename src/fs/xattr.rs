@@ -12,32 +12,37 @@ fn is_user(name: &OsStr) -> bool {
 }
 
 impl Inner {
-    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
-        if self.vault.read_only {
+    /// The backing path and backing xattr name of `name` on inode `ino`; a name
+    /// outside `user.*` gives `not_user`.
+    fn backing_xattr(
+        &self,
+        ino: u64,
+        name: &OsStr,
+        writes: bool,
+        not_user: i32,
+    ) -> FsResult<(std::path::PathBuf, std::ffi::OsString)> {
+        if writes && self.vault.read_only {
             return Err(libc::EROFS);
         }
         if !is_user(name) {
-            return Err(libc::ENOTSUP);
+            return Err(not_user);
         }
         let path = self.path_of(ino)?;
-        let bname = self
-            .vault
-            .encrypt_xattr_name(name)
-            .map_err(|_| libc::ERANGE)?;
+        // A name too long to encode: ERANGE when setting, absent when reading.
+        let too_long = if writes { libc::ERANGE } else { libc::ENODATA };
+        let bname = self.vault.encrypt_xattr_name(name).map_err(|_| too_long)?;
+        Ok((path, bname))
+    }
+
+    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
+        let (path, bname) = self.backing_xattr(ino, name, true, libc::ENOTSUP)?;
         let id = self.vault.entry_id(&path).ok_or(libc::ENOTSUP)?;
         let sealed = self.vault.seal_xattr_value(&id, name, value);
         sys::lsetxattr(&path, &bname, &sealed, flags).map_err(Inner::io_err)
     }
 
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
-        if !is_user(name) {
-            return Err(libc::ENODATA);
-        }
-        let path = self.path_of(ino)?;
-        let bname = self
-            .vault
-            .encrypt_xattr_name(name)
-            .map_err(|_| libc::ENODATA)?;
+        let (path, bname) = self.backing_xattr(ino, name, false, libc::ENODATA)?;
         let sealed = sys::lgetxattr(&path, &bname).map_err(Inner::io_err)?;
         self.vault
             .open_xattr_value(
@@ -62,17 +67,7 @@ impl Inner {
     }
 
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> FsResult<()> {
-        if self.vault.read_only {
-            return Err(libc::EROFS);
-        }
-        if !is_user(name) {
-            return Err(libc::ENODATA);
-        }
-        let path = self.path_of(ino)?;
-        let bname = self
-            .vault
-            .encrypt_xattr_name(name)
-            .map_err(|_| libc::ENODATA)?;
+        let (path, bname) = self.backing_xattr(ino, name, true, libc::ENODATA)?;
         sys::lremovexattr(&path, &bname).map_err(Inner::io_err)
     }
 }
