@@ -98,6 +98,22 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// Applies a change to every entry: in batch mode when there are several (no
+/// fsync per file, one syncfs at the end), then saves this machine's state.
+pub fn apply<F>(t: &Target, items: &[WalkEntry], what: &str, f: F) -> Result<()>
+where
+    F: Fn(&WalkEntry) -> Result<()> + Sync,
+{
+    let batch = items.len() > 1;
+    t.vault.set_batch(batch);
+    let result = for_each(items, what, f);
+    if batch {
+        t.vault.sync()?;
+    }
+    t.vault.save_state();
+    result
+}
+
 /// Runs `f` over many entries, on as many threads as there are cores (each
 /// entry is an independent file; the expensive part is public-key crypto). A
 /// failure on one entry is reported and the worst error is returned at the end,

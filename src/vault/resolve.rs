@@ -145,6 +145,13 @@ impl Vault {
         Ok(cur)
     }
 
+    /// Every entry of the vault's tree, and the entries whose names failed.
+    pub fn walk_tree(&self) -> (Vec<WalkEntry>, Vec<(PathBuf, Error)>) {
+        let (mut entries, mut bad) = (Vec::new(), Vec::new());
+        self.walk(&self.paths.tree(), Path::new("/"), &mut entries, &mut bad);
+        (entries, bad)
+    }
+
     /// Every entry at and below `backing` (depth first, directories before
     /// their contents). Entries whose names fail to decrypt are reported in
     /// `bad` rather than stopping the walk.

@@ -91,14 +91,7 @@ impl Vault {
         }
 
         // The tree.
-        let mut entries = Vec::new();
-        let mut bad = Vec::new();
-        self.walk(
-            &self.paths.tree(),
-            std::path::Path::new("/"),
-            &mut entries,
-            &mut bad,
-        );
+        let (entries, bad) = self.walk_tree();
         for (p, e) in bad {
             fail(&mut r, p.display().to_string(), &e);
         }

@@ -48,8 +48,7 @@ impl Run for Args {
         let items = target::entries(&t, self.recursive)?;
         let id = member.public.member_id();
         let changed = std::sync::atomic::AtomicU64::new(0);
-        t.vault.set_batch(items.len() > 1);
-        let result = target::for_each(&items, "granting", |e| {
+        let result = target::apply(&t, &items, "granting", |e| {
             if e.is_dir {
                 return t.vault.update_dir_defaults(&e.backing, |d| {
                     d.readers.push(id);
@@ -69,11 +68,6 @@ impl Run for Args {
             }
             Ok(())
         });
-        if items.len() > 1 {
-            // One syncfs for the whole tree instead of an fsync per file.
-            t.vault.sync()?;
-        }
-        t.vault.save_state();
         result?;
         let changed = changed.load(std::sync::atomic::Ordering::Relaxed);
         let shown = t.entry.plain.display();

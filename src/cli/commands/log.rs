@@ -121,14 +121,7 @@ impl Run for Args {
     fn run(self, ctx: &Context) -> Result<()> {
         let (vault, _) = ctx.open_vault(&self.vault, true)?;
         // Current paths by id, for readable output (names are visible to members).
-        let mut entries = Vec::new();
-        let mut bad = Vec::new();
-        vault.walk(
-            &vault.paths.tree(),
-            std::path::Path::new("/"),
-            &mut entries,
-            &mut bad,
-        );
+        let (entries, _) = vault.walk_tree();
         let mut path_of: HashMap<[u8; 16], String> = HashMap::new();
         for e in &entries {
             if let Some(id) = vault.entry_id(&e.backing) {

@@ -27,14 +27,7 @@ pub struct Args {
 impl Run for Args {
     fn run(self, ctx: &Context) -> Result<()> {
         let (vault, _) = ctx.open_vault(&self.vault, false)?;
-        let mut entries = Vec::new();
-        let mut bad = Vec::new();
-        vault.walk(
-            &vault.paths.tree(),
-            std::path::Path::new("/"),
-            &mut entries,
-            &mut bad,
-        );
+        let (entries, _) = vault.walk_tree();
         let mut stale = Vec::new();
         for e in entries.iter().filter(|e| e.is_file) {
             if let Ok(f) = vault.open_file_readonly(&e.backing, e.plain.display().to_string()) {

@@ -55,8 +55,7 @@ impl Run for Args {
         };
         let items = target::entries(&t, self.recursive)?;
         let changed = std::sync::atomic::AtomicU64::new(0);
-        t.vault.set_batch(items.len() > 1);
-        let result = target::for_each(&items, "revoking", |e| {
+        let result = target::apply(&t, &items, "revoking", |e| {
             if e.is_dir {
                 return t.vault.update_dir_defaults(&e.backing, |d| {
                     d.updaters.retain(|m| *m != id);
@@ -76,11 +75,6 @@ impl Run for Args {
             }
             Ok(())
         });
-        if items.len() > 1 {
-            // One syncfs for the whole tree instead of an fsync per file.
-            t.vault.sync()?;
-        }
-        t.vault.save_state();
         result?;
         let changed = changed.load(std::sync::atomic::Ordering::Relaxed);
         let word = if self.update {

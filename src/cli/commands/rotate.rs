@@ -31,8 +31,7 @@ impl Run for Args {
         let items = target::entries(&t, self.recursive)?;
         let files = std::sync::atomic::AtomicU64::new(0);
         let epoch = std::sync::atomic::AtomicU64::new(0);
-        t.vault.set_batch(items.len() > 1);
-        let result = target::for_each(&items, "rotating", |e| {
+        let result = target::apply(&t, &items, "rotating", |e| {
             if !e.is_file {
                 return Ok(());
             }
@@ -47,11 +46,6 @@ impl Run for Args {
             files.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         });
-        if items.len() > 1 {
-            // One syncfs for the whole tree instead of an fsync per file.
-            t.vault.sync()?;
-        }
-        t.vault.save_state();
         result?;
         let files = files.load(std::sync::atomic::Ordering::Relaxed);
         let epoch = epoch.load(std::sync::atomic::Ordering::Relaxed);
