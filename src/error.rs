@@ -14,6 +14,11 @@ pub enum Error {
     /// Stored bytes failed authentication, a signature, or a rollback check (exit 4).
     #[error("integrity failure: {what}")]
     Integrity { what: String },
+    /// Two copies of the vault were changed apart and merged (a sync folder):
+    /// two validly signed branches of one file or history. Not tampering, but
+    /// the reader must choose (`coffer fork`); exit 4 like an integrity failure.
+    #[error("fork: {what}")]
+    Fork { what: String },
     /// The backing storage failed (exit 5).
     #[error("storage I/O error on {}: {source}", path.display())]
     Io {
@@ -47,6 +52,10 @@ impl Error {
         }
     }
 
+    pub fn fork(what: impl Into<String>) -> Self {
+        Error::Fork { what: what.into() }
+    }
+
     pub fn integrity(what: impl Into<String>) -> Self {
         Error::Integrity { what: what.into() }
     }
@@ -63,7 +72,7 @@ impl Error {
         match self {
             Error::BadInput(_) | Error::NotFound(_) | Error::UnsupportedVersion { .. } => 2,
             Error::AccessDenied(_) => 3,
-            Error::Integrity { .. } | Error::Corrupt { .. } => 4,
+            Error::Integrity { .. } | Error::Corrupt { .. } | Error::Fork { .. } => 4,
             Error::Io { .. } => 5,
             Error::Other(_) => 1,
         }
@@ -73,7 +82,7 @@ impl Error {
     pub fn errno(&self) -> i32 {
         match self {
             Error::AccessDenied(_) => libc::EACCES,
-            Error::Integrity { .. } | Error::Corrupt { .. } => libc::EIO,
+            Error::Integrity { .. } | Error::Corrupt { .. } | Error::Fork { .. } => libc::EIO,
             Error::NotFound(_) => libc::ENOENT,
             Error::BadInput(_) => libc::EINVAL,
             Error::UnsupportedVersion { .. } => libc::EPROTO,

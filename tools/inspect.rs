@@ -778,6 +778,11 @@ fn event_node(e: &Event) -> Node {
             "member" => *member,
             "name" => name.as_str(),
         },
+        Event::ForkResolved { file_id, version } => map! {
+            "type" => "fork_resolved",
+            "file_id" => hex(file_id),
+            "version" => *version,
+        },
     }
 }
 

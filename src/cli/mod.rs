@@ -68,6 +68,7 @@ subcommands! {
     Migrate(migrate),
     Verify(verify),
     Log(log),
+    Fork(fork),
 }
 
 /// coffer: an encrypted filesystem with per-user access control.

@@ -70,6 +70,13 @@ pub enum Event {
         member: MemberId,
         name: String,
     },
+    /// The signer settled a fork of the file (two branches of its history from
+    /// copies of the vault changed apart): branches up to `version` are closed,
+    /// and `version` (a new content version) is what they chose to keep.
+    ForkResolved {
+        file_id: [u8; 16],
+        version: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +146,17 @@ pub struct MemberLog {
     pub valid_len: u64,
     pub torn_tail: bool,
     pub checkpoint: Option<Checkpoint>,
+}
+
+impl MemberLog {
+    /// Where the log ends: its valid length, entry count and head.
+    pub fn position(&self) -> LogPosition {
+        LogPosition {
+            offset: self.valid_len,
+            entries: self.entries.len() as u64,
+            head: self.head,
+        }
+    }
 }
 
 /// Where an incremental read of a log starts: after `entries` entries ending
@@ -358,7 +376,7 @@ impl LogWriter {
     /// Appends one event (under an flock, re-reading the tail so two mounts of one
     /// identity keep one chain).
     pub fn append(&mut self, me: &Identity, event: Event) -> Result<()> {
-        self.append_all(me, vec![event])
+        self.append_all(me, vec![event]).map(|_| ())
     }
 
     /// The log file, kept open between appends; reopened if the path no longer
@@ -389,10 +407,15 @@ impl LogWriter {
     }
 
     /// Appends events in one write (under an flock, reading first what another
-    /// writer of this identity appended, so two mounts keep one chain).
-    pub fn append_all(&mut self, me: &Identity, events: Vec<Event>) -> Result<()> {
+    /// writer of this identity appended, so two mounts keep one chain). Returns
+    /// where the log stood before the new entries and after them.
+    pub fn append_all(
+        &mut self,
+        me: &Identity,
+        events: Vec<Event>,
+    ) -> Result<(LogPosition, LogPosition)> {
         if events.is_empty() {
-            return Ok(());
+            return Ok((self.known, self.known));
         }
         let path = log_path(&self.dir, &self.member);
         let f = self.file()?.try_clone().map_err(|e| Error::io(&path, e))?;
@@ -404,6 +427,7 @@ impl LogWriter {
             rec.extend_from_slice(&LOG_MAGIC);
             rec.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         }
+        let before = self.known;
         let mut at = self.known;
         for event in events {
             let entry = LogEntry {
@@ -430,7 +454,7 @@ impl LogWriter {
             offset: self.known.offset + rec.len() as u64,
             ..at
         };
-        Ok(())
+        Ok((before, self.known))
     }
 
     /// Reads what was appended since `known` (all of it if the log shrank),

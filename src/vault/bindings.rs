@@ -7,7 +7,10 @@ use std::path::Path;
 
 use crate::crypto::MemberId;
 use crate::error::{Error, Result};
-use crate::history::log::{name_tag, read_member_log_from, Event, LogPosition};
+use crate::format::MemberRecord;
+use crate::history::log::{
+    name_tag, read_member_log, read_member_log_from, Event, LogPosition, MemberLog,
+};
 
 #[derive(Default)]
 pub struct BindingIndex {
@@ -117,12 +120,7 @@ impl BindingIndex {
                 from,
             )
             .map_err(|e| Error::integrity(format!("history of {}: {e}", m.name)))?;
-            if let Some((seen, _)) = vault.seen.log_seen(&id).filter(|(n, _)| *n > at.entries) {
-                return Err(Error::integrity(format!(
-                    "the history of {} rolled back from {seen} entries (seen by this machine) to {}",
-                    m.name, at.entries
-                )));
-            }
+            check_log_against_seen(vault, &m.name, &id, from.entries, &entries, at)?;
             for e in &entries {
                 self.apply(&e.event);
             }
@@ -147,7 +145,63 @@ impl BindingIndex {
     }
 }
 
+/// Checks a member's log, read from entry `first` on, against the length and
+/// head this machine saw: shorter is a rollback; a different entry where the
+/// seen head was is a fork (the member wrote on two copies of the vault).
+pub(super) fn check_log_against_seen(
+    vault: &super::Vault,
+    name: &str,
+    id: &MemberId,
+    first: u64,
+    entries: &[crate::history::log::LogEntry],
+    at: LogPosition,
+) -> Result<()> {
+    let Some((seen, head)) = vault.seen.log_seen(id) else {
+        return Ok(());
+    };
+    if seen > at.entries {
+        return Err(Error::integrity(format!(
+            "the history of {name} rolled back from {seen} entries (seen by this machine) to {} \
+             (if {name} changed another copy of this vault, it is a fork: see `coffer fork status`)",
+            at.entries
+        )));
+    }
+    if seen > first && seen > 0 {
+        let now = if seen == at.entries {
+            at.head
+        } else {
+            entries[(seen - first) as usize].prev
+        };
+        if now != head {
+            return Err(super::fork::history_fork(name, seen, at.entries));
+        }
+    }
+    Ok(())
+}
+
 impl super::Vault {
+    /// A member's whole log, verified: signatures, chain and checkpoint.
+    pub fn member_log(&self, m: &MemberRecord) -> Result<MemberLog> {
+        read_member_log(
+            &self.paths.log(),
+            &self.config.vault_id,
+            &m.public.member_id(),
+            &m.public.ed25519,
+        )
+    }
+
+    /// A member's whole log, also checked against what this machine saw of it
+    /// (shorter: a rollback; another entry where the seen head was: a fork),
+    /// then recorded as seen.
+    pub fn member_log_checked(&self, m: &MemberRecord) -> Result<MemberLog> {
+        let log = self.member_log(m)?;
+        let id = m.public.member_id();
+        check_log_against_seen(self, &m.name, &id, 0, &log.entries, log.position())?;
+        self.seen
+            .observe_log(id, log.entries.len() as u64, log.head);
+        Ok(log)
+    }
+
     /// The verified binding index, refreshed from the members' logs.
     pub fn with_bindings<T>(&self, f: impl FnOnce(&BindingIndex) -> T) -> Result<T> {
         let mut idx = crate::lock(&self.bindings);

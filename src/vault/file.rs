@@ -651,8 +651,34 @@ pub(super) fn load_committed(
 ) -> Result<Committed> {
     let path = vault.paths.sidecar(file_id);
     let stamp = stamp_of(&path);
+    let (sidecar, access, manifest) = read_sidecar(vault, file_id, &path, display)?;
+    vault.check_file_history(
+        file_id,
+        super::seen::SeenFile {
+            version: manifest.version,
+            manifest_hash: sidecar.manifest.hash(),
+            access_len: sidecar.access.len() as u64,
+        },
+        display,
+    )?;
+    Ok(Committed {
+        sidecar,
+        manifest,
+        access,
+        stamp,
+    })
+}
+
+/// Reads a sidecar and verifies what it holds on its own: the file id, the
+/// signed access list, the signed manifest and chunk list.
+fn read_sidecar(
+    vault: &Vault,
+    file_id: &[u8; 16],
+    path: &Path,
+    display: &str,
+) -> Result<(Sidecar, AccessState, Manifest)> {
     let bytes =
-        read_limited(&path, format::SIDECAR.max_len + 4, "file sidecar").map_err(|e| match e {
+        read_limited(path, format::SIDECAR.max_len + 4, "file sidecar").map_err(|e| match e {
             Error::NotFound(_) => {
                 Error::integrity(format!("{display}: its sidecar metadata is missing"))
             }
@@ -671,27 +697,7 @@ pub(super) fn load_committed(
     let manifest =
         history::verify_manifest(file_id, &sidecar.manifest, &sidecar.chunks, &access, vault)
             .map_err(|e| Error::integrity(format!("{display}: {e}")))?;
-    vault.check_history_version(
-        file_id,
-        manifest.version,
-        sidecar.access.len() as u64,
-        display,
-    )?;
-    vault.seen.observe(
-        file_id,
-        super::seen::SeenFile {
-            version: manifest.version,
-            manifest_hash: sidecar.manifest.hash(),
-            access_len: sidecar.access.len() as u64,
-        },
-        display,
-    )?;
-    Ok(Committed {
-        sidecar,
-        manifest,
-        access,
-        stamp,
-    })
+    Ok((sidecar, access, manifest))
 }
 
 /// Unwraps every epoch key we can; checks each against the manifest's commitment.
@@ -995,5 +1001,71 @@ impl Vault {
         self.seen.forget(file_id);
         let _ = std::fs::remove_file(self.paths.sidecar(file_id));
         let _ = std::fs::remove_file(self.paths.journal(file_id));
+    }
+}
+
+/// A read-only view of another branch of a file: a sync tool's conflict copy of
+/// its sidecar and/or content file. Verified like any open (signed access list,
+/// signed manifest, key commitments; chunks against the manifest on read), but
+/// not against the history or this machine's state: it is the other side of a
+/// fork, older or newer than what was seen.
+pub(super) fn open_branch(
+    vault: &Vault,
+    file_id: &[u8; 16],
+    sidecar_path: &Path,
+    data_path: &Path,
+    display: String,
+    writable: bool,
+) -> Result<OpenFile> {
+    let (sidecar, access, manifest) = read_sidecar(vault, file_id, sidecar_path, &display)?;
+    let data = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(data_path)
+        .map_err(|e| Error::io(data_path, e))?;
+    let committed = Committed {
+        sidecar,
+        manifest,
+        access,
+        // Writable only for the file's own sidecar (`coffer fork resolve`).
+        stamp: if writable {
+            stamp_of(sidecar_path)
+        } else {
+            None
+        },
+    };
+    let keys = unwrap_keys(vault, &committed)?;
+    let mut f = OpenFile {
+        file_id: *file_id,
+        layout: vault.layout(),
+        data,
+        data_path: data_path.to_path_buf(),
+        writable: false,
+        size: committed.manifest.size,
+        chunks: committed.sidecar.chunks.clone(),
+        committed,
+        keys,
+        dirty: BTreeMap::new(),
+        dirty_bytes: 0,
+        truncated_to: None,
+        journal_overlay: HashMap::new(),
+        detached: !writable,
+        force_commit: false,
+        display,
+    };
+    // Every chunk must match the signed manifest before this counts as a branch.
+    for idx in 0..f.layout.chunk_count(f.size) {
+        f.load_committed_chunk(idx)?;
+    }
+    f.writable = writable;
+    Ok(f)
+}
+
+impl OpenFile {
+    /// Makes the next commit a version above `newest` (every branch of a fork),
+    /// so it supersedes them all on every machine.
+    pub(super) fn supersede(&mut self, newest: u64) {
+        self.committed.manifest.version = self.committed.manifest.version.max(newest);
+        self.force_commit = true;
     }
 }

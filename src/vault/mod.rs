@@ -3,6 +3,7 @@
 
 pub mod bindings;
 pub mod file;
+pub mod fork;
 pub mod names;
 pub mod pin;
 pub mod resolve;
@@ -238,7 +239,19 @@ impl Vault {
         if self.read_only {
             return Ok(());
         }
-        crate::lock(&self.log).append_all(&self.me, events)
+        let (before, after) = crate::lock(&self.log).append_all(&self.me, events)?;
+        // This machine wrote these entries, so it has seen them; but only when
+        // they extend what it saw (else a fork of this member's log would be
+        // papered over: the refresh checks that case).
+        let me = self.me.member_id();
+        let extends_seen = self
+            .seen
+            .log_seen(&me)
+            .is_none_or(|(n, h)| n == before.entries && h == before.head);
+        if extends_seen {
+            self.seen.observe_log(me, after.entries, after.head);
+        }
+        Ok(())
     }
 
     /// Records that the entry `backing_name` in the directory `parent` now names

@@ -32,6 +32,10 @@ pub struct SeenState {
     files: Mutex<HashMap<[u8; 16], SeenFile>>,
     logs: Mutex<HashMap<crate::crypto::MemberId, (u64, [u8; 32])>>,
     dirty: std::sync::atomic::AtomicBool,
+    /// Files and logs whose state the user chose to reset (`coffer fork`):
+    /// the next save takes ours for them, not the newer of both views.
+    reset_files: Mutex<std::collections::HashSet<[u8; 16]>>,
+    reset_logs: Mutex<std::collections::HashSet<crate::crypto::MemberId>>,
 }
 
 const MAX_STATE: usize = 256 << 20;
@@ -57,6 +61,8 @@ impl SeenState {
             files: Mutex::new(d.files.into_iter().collect()),
             logs: Mutex::new(d.logs.into_iter().map(|(m, n, h)| (m, (n, h))).collect()),
             dirty: false.into(),
+            reset_files: Default::default(),
+            reset_logs: Default::default(),
         })
     }
 
@@ -113,6 +119,22 @@ impl SeenState {
         }
     }
 
+    /// Forgets what was seen of a file, on the user's word (a settled fork):
+    /// its next observation becomes the new baseline.
+    pub fn reset(&self, file_id: &[u8; 16]) {
+        crate::lock(&self.files).remove(file_id);
+        crate::lock(&self.reset_files).insert(*file_id);
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes a member's log at `len` entries with `head` as seen, even if
+    /// shorter or different from before (the user accepted a history fork).
+    pub fn reset_log(&self, member: crate::crypto::MemberId, len: u64, head: [u8; 32]) {
+        crate::lock(&self.logs).insert(member, (len, head));
+        crate::lock(&self.reset_logs).insert(member);
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn get(&self, file_id: &[u8; 16]) -> Option<SeenFile> {
         crate::lock(&self.files).get(file_id).copied()
     }
@@ -130,13 +152,21 @@ impl SeenState {
             if let Ok(d) =
                 crate::format::from_bytes::<SeenOnDisk>("client state", MAX_STATE, &bytes)
             {
+                let reset_files = crate::lock(&self.reset_files).clone();
+                let reset_logs = crate::lock(&self.reset_logs).clone();
                 for (id, theirs) in d.files {
+                    if reset_files.contains(&id) {
+                        continue;
+                    }
                     let e = merged.entry(id).or_insert(theirs);
                     if (theirs.version, theirs.access_len) > (e.version, e.access_len) {
                         *e = theirs;
                     }
                 }
                 for (m, n, h) in d.logs {
+                    if reset_logs.contains(&m) {
+                        continue;
+                    }
                     let e = logs.entry(m).or_insert((n, h));
                     if n > e.0 {
                         *e = (n, h);

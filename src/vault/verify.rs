@@ -14,7 +14,6 @@ use super::file::OpenFile;
 use super::Vault;
 use crate::crypto::{chunk, MemberId};
 use crate::error::Error;
-use crate::history::log::read_member_log;
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Finding {
@@ -35,11 +34,13 @@ pub struct VerifyReport {
     pub failures: Vec<Finding>,
     /// Not tampering, but worth knowing (leftovers of a crash, ...).
     pub warnings: Vec<Finding>,
+    /// Two signed branches from copies changed apart (exit 4 until resolved).
+    pub forks: Vec<Finding>,
 }
 
 impl VerifyReport {
     pub fn ok(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_empty() && self.forks.is_empty()
     }
 }
 
@@ -55,6 +56,7 @@ struct FileCheck {
     stored_len: u64,
     file_id: Option<[u8; 16]>,
     versions: Option<(u64, u64)>,
+    manifest_hash: Option<[u8; 32]>,
     report: VerifyReport,
 }
 
@@ -90,9 +92,33 @@ impl Vault {
             }
         }
 
+        // Leftovers of a sync tool: the other side of a fork, not damage.
+        let copies = self.conflict_copies();
+        let copy_names: HashSet<String> = copies
+            .iter()
+            .filter_map(|c| c.path.file_name())
+            .map(|n| format!("<{}>", n.to_string_lossy()))
+            .collect();
+        for c in &copies {
+            r.forks.push(Finding {
+                path: self.paths.root.join(&c.path).strip_prefix(&self.paths.root).map_or_else(|_| c.path.display().to_string(), |p| p.display().to_string()),
+                problem: format!(
+                    "conflict copy of a {} left by a sync tool (the other side of a fork); keep one side or both with `coffer fork resolve`",
+                    c.kind
+                ),
+            });
+        }
+
         // The tree.
         let (entries, bad) = self.walk_tree();
         for (p, e) in bad {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if copy_names.contains(&name) {
+                continue;
+            }
             fail(&mut r, p.display().to_string(), &e);
         }
         let total: u64 = entries
@@ -103,6 +129,7 @@ impl Vault {
             .sum();
         let mut by_id: HashMap<[u8; 16], (u64, PathBuf)> = HashMap::new();
         let mut versions: HashMap<[u8; 16], (u64, u64)> = HashMap::new();
+        let mut current_hash: HashMap<[u8; 16], [u8; 32]> = HashMap::new();
         // Files are checked on all cores (public-key checks and chunk hashing
         // dominate); the results are merged in tree order below.
         let files: Vec<&super::resolve::WalkEntry> = entries.iter().filter(|e| e.is_file).collect();
@@ -133,6 +160,7 @@ impl Vault {
             r.files += 1;
             r.failures.extend(c.report.failures);
             r.warnings.extend(c.report.warnings);
+            r.forks.extend(c.report.forks);
             r.bytes += c.report.bytes;
             r.decrypted_files += c.report.decrypted_files;
             let Some(id) = c.file_id else { continue };
@@ -148,6 +176,9 @@ impl Vault {
             by_id.insert(id, (c.ino, c.plain.clone()));
             if let Some(v) = c.versions {
                 versions.insert(id, v);
+            }
+            if let Some(h) = c.manifest_hash {
+                current_hash.insert(id, h);
             }
         }
         for e in &entries {
@@ -182,35 +213,30 @@ impl Vault {
 
         // Logs: every member's chain, checkpoint, and against what this machine saw.
         let mut history = BindingIndex::default();
+        let mut content_history = HashMap::new();
         for member in self.members() {
             let id = member.public.member_id();
             let shown = format!("log/{}.log", id.to_hex());
-            let log = match read_member_log(
-                &self.paths.log(),
-                &self.config.vault_id,
-                &id,
-                &member.public.ed25519,
-            ) {
+            let log = match self.member_log_checked(&member) {
                 Ok(log) => log,
+                Err(err @ Error::Fork { .. }) => {
+                    r.forks.push(Finding {
+                        path: shown,
+                        problem: err.to_string(),
+                    });
+                    continue;
+                }
                 Err(err) => {
                     fail(&mut r, shown, &err);
                     continue;
                 }
             };
             let n_now = log.entries.len() as u64;
-            if let Some((n, _)) = self.seen.log_seen(&id).filter(|(n, _)| *n > n_now) {
-                let what = format!(
-                    "history of {} rolled back from {n} entries (seen) to {n_now}",
-                    member.name
-                );
-                fail(&mut r, shown, &what);
-                continue;
-            }
-            self.seen.observe_log(id, n_now, log.head);
             r.log_entries += n_now;
             for entry in &log.entries {
                 history.apply(&entry.event);
             }
+            super::fork::add_entries(&mut content_history, &member.name, &log.entries);
             if log.torn_tail {
                 r.warnings.push(Finding {
                     path: shown,
@@ -221,11 +247,29 @@ impl Vault {
             }
         }
         // Each file against the newest version any member's log recorded.
+        let already_forked: HashSet<String> = r.forks.iter().map(|f| f.path.clone()).collect();
         for (file_id, (version, access_len)) in &versions {
             let shown = by_id
                 .get(file_id)
                 .map(|(_, p)| p.display().to_string())
                 .unwrap_or_default();
+            // Two signed branches of one version: a fork, even when the file on
+            // disk is the newest (the other branch was dropped by the merge).
+            if let (Some(h), Some(vh)) = (current_hash.get(file_id), content_history.get(file_id)) {
+                if let super::fork::Divergence::Fork {
+                    version: at,
+                    branches,
+                } = vh.classify(*version, h)
+                {
+                    if !already_forked.contains(&shown) {
+                        r.forks.push(Finding {
+                            path: shown.clone(),
+                            problem: super::fork::describe(&shown, at, &branches),
+                        });
+                    }
+                    continue;
+                }
+            }
             let (v, a) = history.recorded(file_id);
             if let Some(v) = v.filter(|v| v > version) {
                 let what = format!(
@@ -331,6 +375,7 @@ impl Vault {
             Ok(f) => {
                 c.file_id = Some(f.file_id);
                 c.versions = Some((f.manifest().version, f.sidecar().access.len() as u64));
+                c.manifest_hash = Some(f.sidecar().manifest.hash());
                 if self.check_chunks(&f, &shown, &mut c.report) {
                     c.report.decrypted_files += 1;
                 }
@@ -339,10 +384,14 @@ impl Vault {
             Err(err) => {
                 // Present, though broken: do not report it as deleted too.
                 c.file_id = self.read_file_id(&e.backing).ok();
-                c.report.failures.push(Finding {
+                let finding = Finding {
                     path: shown,
                     problem: err.to_string(),
-                });
+                };
+                match err {
+                    Error::Fork { .. } => c.report.forks.push(finding),
+                    _ => c.report.failures.push(finding),
+                }
             }
         }
         c

@@ -167,7 +167,7 @@ impl Workspace {
         self.dir.path()
     }
 
-    fn scratch(&self) -> PathBuf {
+    pub fn scratch(&self) -> PathBuf {
         self.path().join("scratch")
     }
 
@@ -512,7 +512,7 @@ pub struct Mount {
 }
 
 impl Mount {
-    fn adopt(mnt: &Path, scratch: PathBuf, state: PathBuf, child: Option<Child>) -> Mount {
+    pub fn adopt(mnt: &Path, scratch: PathBuf, state: PathBuf, child: Option<Child>) -> Mount {
         let daemons = if child.is_some() {
             Vec::new()
         } else {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::history::log::{read_member_log, Event};
+use crate::history::log::Event;
 
 use super::super::{output, Context};
 use super::Run;
@@ -93,6 +93,11 @@ fn describe(
         Event::MemberAdded { member, name } => ("member", None, format!("added {name} ({member})")),
         Event::Linked { id, .. } => ("link", Some(*id), "name bound".into()),
         Event::Unlinked { id, .. } => ("unlink", Some(*id), "name removed".into()),
+        Event::ForkResolved { file_id, version } => (
+            "fork-resolved",
+            Some(*file_id),
+            format!("kept version {version}"),
+        ),
     }
 }
 
@@ -150,16 +155,7 @@ impl Run for Args {
         };
         let mut lines = Vec::new();
         for m in vault.members() {
-            let id = m.public.member_id();
-            let log = read_member_log(
-                &vault.paths.log(),
-                &vault.config.vault_id,
-                &id,
-                &m.public.ed25519,
-            )?;
-            vault
-                .seen
-                .observe_log(id, log.entries.len() as u64, log.head);
+            let log = vault.member_log_checked(&m)?;
             for entry in log.entries {
                 let (kind, file, detail) = describe(&entry.event, &name_of);
                 if only.is_some() && file != only {

@@ -2,6 +2,7 @@
 //! command's help) and implements [`Run`]; `cli/mod.rs` lists them once.
 
 pub mod access;
+pub mod fork;
 pub mod grant;
 pub mod init;
 pub mod keygen;

@@ -53,6 +53,7 @@ impl Run for Args {
                 "log_entries": report.log_entries,
                 "failures": report.failures,
                 "warnings": report.warnings,
+                "forks": report.forks,
             }))?;
         } else {
             if first_contact {
@@ -61,23 +62,34 @@ impl Run for Args {
             for f in &report.failures {
                 output::line(format!("FAIL  {}: {}", f.path, f.problem))?;
             }
+            for f in &report.forks {
+                output::line(format!("FORK  {}: {}", f.path, f.problem))?;
+            }
             for w in &report.warnings {
                 output::line(format!("warn  {}: {}", w.path, w.problem))?;
             }
             output::line(format!(
-                "{}: {} file(s) ({} decrypted), {} director(ies), {} bytes, {} history entries; {} failure(s), {} warning(s)",
-                if report.ok() { "ok" } else { "INTEGRITY FAILURE" },
+                "{}: {} file(s) ({} decrypted), {} director(ies), {} bytes, {} history entries; {} failure(s), {} fork(s), {} warning(s)",
+                if report.failures.is_empty() && !report.forks.is_empty() { "FORKED" } else if report.ok() { "ok" } else { "INTEGRITY FAILURE" },
                 report.files,
                 report.decrypted_files,
                 report.directories,
                 report.bytes,
                 report.log_entries,
                 report.failures.len(),
+                report.forks.len(),
                 report.warnings.len()
             ))?;
         }
         if report.ok() {
             Ok(())
+        } else if report.failures.is_empty() {
+            Err(Error::fork(format!(
+                "{} fork(s) in {} (copies changed apart and merged; not tampering): \
+                 see `coffer fork status`",
+                report.forks.len(),
+                self.vault.display()
+            )))
         } else {
             Err(Error::integrity(format!(
                 "{} problem(s) found in {}",
