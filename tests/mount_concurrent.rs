@@ -32,8 +32,8 @@ fn storm(mnt: PathBuf, side: u8, deadline: Instant) -> Vec<(String, Vec<u8>)> {
         .write(true)
         .open(mnt.join("shared.bin"))
         .expect("open the shared file");
-    let mut round = 0u32;
     for i in 0..FILES_PER_SIDE {
+        let round = i as u32;
         let name = format!("side{side}-{i}.txt");
         let body = pattern(u64::from(side) * 1000 + i as u64, 100 + i * 997);
         fs::write(mnt.join(&name), &body).expect("create and write");
@@ -55,7 +55,6 @@ fn storm(mnt: PathBuf, side: u8, deadline: Instant) -> Vec<(String, Vec<u8>)> {
         if i % 5 == 0 {
             shared.sync_data().expect("fsync the shared file");
         }
-        round += 1;
         if Instant::now() > deadline {
             break;
         }
