@@ -342,6 +342,11 @@ fn full_backing_directory_is_enospc_and_recovers() {
     )
     .ok();
     m.unmount();
+    let log_text = fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !log_text.contains("panicked"),
+        "daemon panicked:\n{log_text}"
+    );
     let out = verify(&v, "alice");
     assert_eq!(out.code, 0, "verify after a full disk: {out:#?}");
     drop(v);
