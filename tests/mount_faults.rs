@@ -201,6 +201,10 @@ fn pid_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+fn errno_of_last() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
 fn fd_count(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
 }
@@ -546,6 +550,14 @@ fn file_descriptors_return_to_baseline() {
             assert_eq!(s, b"content");
         }
     }
+    // isatty (an ioctl) on a file: ENOTTY, quietly (Python does it on every open).
+    {
+        use std::os::fd::AsRawFd;
+        let f = fs::File::open(m.join("f")).unwrap();
+        // SAFETY: isatty on an fd this test owns.
+        assert_eq!(unsafe { libc::isatty(f.as_raw_fd()) }, 0);
+        assert_eq!(errno_of_last(), libc::ENOTTY);
+    }
     for i in 0..2_000 {
         let p = m.join(format!("d/t{}", i % 7));
         fs::write(&p, b"tmp").unwrap();
@@ -568,6 +580,11 @@ fn file_descriptors_return_to_baseline() {
     );
     eprintln!("daemon fds: {baseline} before, {now} after");
     m.unmount();
+    let log_text = fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !log_text.contains("Not Implemented"),
+        "the daemon logged unimplemented requests:\n{log_text}"
+    );
 }
 
 #[test]
