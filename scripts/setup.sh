@@ -105,6 +105,7 @@ coffer_setup() {
         pkg-config
         # tools the integration tests and the demo drive inside a mount
         ca-certificates git rsync sqlite3 vim xxd psmisc procps attr
+        python3       # scripts/stress.py (tests/mount_stress.rs, scripts/stress.sh)
         libc6-dev linux-libc-dev  # /usr/include, which the tar tests unpack
         shellcheck    # lints scripts/*.sh and .ci/run
     )
@@ -119,6 +120,16 @@ coffer_setup() {
         coffer_ensure_packages cargo rustc rustfmt rust-clippy
     fi
     coffer_ensure_fuse_device
+}
+
+# fsx (Rust port of the FreeBSD file system exerciser) for scripts/stress.sh.
+# Not part of coffer_setup: CI's test.sh runs fsx only when it is installed.
+coffer_ensure_fsx() {
+    if command -v fsx >/dev/null 2>&1; then
+        return 0
+    fi
+    coffer_log "installing fsx (cargo install fsx)"
+    cargo install --quiet --locked fsx
 }
 
 # Executed directly (not sourced): run the setup now.

@@ -113,3 +113,186 @@ proptest! {
         decode_everything(&v);
     }
 }
+
+/// Regenerates the seed corpora of the cargo-fuzz targets (fuzz/corpus/<target>/
+/// seed-*) from the committed fixture vault and a few built records:
+/// `cargo test --release --test hostile_bytes -- --ignored write_fuzz_seeds`.
+/// Seeds that need a key use the fixed keys the fuzz targets use, so the
+/// fuzzer starts from inputs that get past authentication.
+#[test]
+#[ignore = "writes fuzz/corpus; run by hand after a format change"]
+fn write_fuzz_seeds() {
+    use coffer::history::log::{CHECKPOINT, LOG_HEADER_LEN};
+    use std::path::{Path, PathBuf};
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture = repo.join("tests/fixtures/vault-v1");
+    let vault = fixture.join("vault");
+    let corpus = repo.join("fuzz/corpus");
+    let mut seeds: std::collections::BTreeMap<&str, Vec<Vec<u8>>> = Default::default();
+    let mut add =
+        |target: &'static str, bytes: Vec<u8>| seeds.entry(target).or_default().push(bytes);
+
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        for p in v {
+            let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
+            if ft.is_dir() {
+                files(&p, out);
+            } else if ft.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(&vault, &mut all);
+    let name_of = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+    let mut log_file = Vec::new();
+    let mut head_file = Vec::new();
+    for p in &all {
+        let bytes = std::fs::read(p).unwrap();
+        let name = name_of(p);
+        let rel = p.strip_prefix(&vault).unwrap();
+        if name == "coffer.vault" {
+            add("vault_config", bytes);
+        } else if name.ends_with(".member") {
+            add("member_record", bytes);
+        } else if name == ".coffer-dir" {
+            add("dir_record", bytes);
+        } else if name.ends_with(".name") {
+            add("long_name", bytes);
+        } else if name.ends_with(".head") {
+            head_file = bytes.clone();
+            add("checkpoint", bytes);
+        } else if name.ends_with(".log") {
+            // Each length-prefixed record is one log entry.
+            let mut pos = LOG_HEADER_LEN;
+            while pos + 4 <= bytes.len() {
+                let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+                add("log_entry", bytes[pos + 4..pos + 4 + len].to_vec());
+                pos += 4 + len;
+            }
+            log_file = bytes;
+        } else if name.ends_with(".meta") {
+            let s: Sidecar = format::decode_file(format::SIDECAR, &bytes).unwrap();
+            add("manifest", format::to_bytes(&s.manifest));
+            for e in &s.access {
+                add("access_entry", format::to_bytes(e));
+            }
+            let mut list = s.file_id.to_vec();
+            list.extend_from_slice(&format::to_bytes(&s.access));
+            add("access_list", list);
+            add("sidecar", bytes);
+        } else if rel.starts_with("tree") && !name.starts_with('.') {
+            // A content file: header and the start of its first chunk (whole when small).
+            add("content_header", bytes[..bytes.len().min(8192)].to_vec());
+        }
+    }
+    let mut whole = log_file.clone();
+    whole.extend_from_slice(b"\0CP\0");
+    whole.extend_from_slice(&head_file);
+    add("log_file", whole);
+    add("log_file", log_file);
+    let _ = CHECKPOINT;
+    for key in ["alice.key", "bob.key"] {
+        add(
+            "identity_file",
+            std::fs::read(fixture.join("identities").join(key)).unwrap(),
+        );
+    }
+    let sealed = coffer::crypto::identity::seal_seed(&[8; 32], b"passphrase").unwrap();
+    add(
+        "identity_file",
+        format::encode_file(
+            format::IDENTITY,
+            &coffer::format::identity::IdentityFile {
+                format_version: 1,
+                name: "carol".into(),
+                secret: coffer::format::identity::IdentitySecret::Passphrase(sealed),
+            },
+        ),
+    );
+    for seed in [[1u8; 32], [2; 32]] {
+        add(
+            "public_key",
+            Identity::from_seed(seed).public().encode().into_bytes(),
+        );
+    }
+    // Names and chunks sealed with the keys the targets use.
+    let cipher = NameCipher::new(&SecretKey::from_bytes([4; 32]));
+    for (kind, name) in [
+        (NameKind::Entry, "report.txt".to_string()),
+        (NameKind::SymlinkTarget, "../a/b".to_string()),
+        (NameKind::XattrName, "user.comment".to_string()),
+        (NameKind::Entry, "n".repeat(255)),
+    ] {
+        add("names", cipher.encrypt(kind, &[2; 16], name.as_bytes()));
+        if matches!(kind, NameKind::Entry) {
+            let enc = cipher.encrypt(kind, &[0; 16], name.as_bytes());
+            add(
+                "long_name",
+                format::encode_file(
+                    format::LONG_NAME,
+                    &LongName {
+                        format_version: 1,
+                        encrypted: enc,
+                    },
+                ),
+            );
+        }
+    }
+    let header = DataHeader {
+        format_version: 1,
+        chunk_log2: 16,
+        file_id: [3; 16],
+    };
+    let mut content = header.encode().to_vec();
+    content.extend_from_slice(&coffer::crypto::chunk::seal(
+        &SecretKey::from_bytes([1; 32]),
+        &[3; 16],
+        0,
+        0,
+        b"hello, fuzzer",
+    ));
+    add("content_header", content);
+    add(
+        "journal",
+        format::encode_file(
+            format::JOURNAL,
+            &Journal {
+                format_version: 1,
+                file_id: [3; 16],
+                manifest_hash: [4; 32],
+                chunks: vec![(0, vec![5; 100]), (7, vec![6; 40])],
+            },
+        ),
+    );
+    for r in valid_records() {
+        let target = match &r[..4] {
+            b"CFRV" => "vault_config",
+            b"CFRD" => "dir_record",
+            b"CFRN" => "long_name",
+            _ => "content_header",
+        };
+        add(target, r);
+    }
+
+    for (target, list) in seeds {
+        let dir = corpus.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for old in std::fs::read_dir(&dir).unwrap().flatten() {
+            if old.file_name().to_string_lossy().starts_with("seed-") {
+                std::fs::remove_file(old.path()).unwrap();
+            }
+        }
+        for (i, bytes) in list.iter().enumerate() {
+            std::fs::write(dir.join(format!("seed-{i:03}")), bytes).unwrap();
+        }
+        eprintln!("{target}: {} seeds", list.len());
+    }
+}

@@ -21,6 +21,8 @@ pub struct MountEntry {
     pub mount_point: PathBuf,
     pub fstype: String,
     pub source: String,
+    /// The per-mount options include `ro` (a read-only mount or bind mount).
+    pub read_only: bool,
 }
 
 /// Undoes the octal escapes (`\040` for a space) of mountinfo path fields.
@@ -51,7 +53,11 @@ pub fn parse_mountinfo(text: &[u8]) -> Vec<MountEntry> {
         .filter_map(|line| {
             let sep = line.windows(3).position(|w| w == b" - ")?;
             let (left, right) = (&line[..sep], &line[sep + 3..]);
-            let mount_point = left.split(|&b| b == b' ').nth(4)?;
+            let mut fields = left.split(|&b| b == b' ').skip(4);
+            let mount_point = fields.next()?;
+            let read_only = fields
+                .next()
+                .is_some_and(|opts| opts.split(|&b| b == b',').any(|o| o == b"ro"));
             let mut r = right.split(|&b| b == b' ');
             let fstype = r.next()?;
             let source = r.next().unwrap_or(b"");
@@ -59,6 +65,7 @@ pub fn parse_mountinfo(text: &[u8]) -> Vec<MountEntry> {
                 mount_point: PathBuf::from(OsString::from_vec(unescape(mount_point))),
                 fstype: String::from_utf8_lossy(fstype).into_owned(),
                 source: String::from_utf8_lossy(&unescape(source)).into_owned(),
+                read_only,
             })
         })
         .collect()
@@ -109,6 +116,19 @@ pub fn entry_at(resolved: &Path) -> Option<MountEntry> {
         .into_iter()
         .rev()
         .find(|m| m.mount_point == resolved)
+}
+
+/// Whether `resolved` (absolute, symlink-free) lies on a read-only mount: the
+/// innermost mount containing it has `ro` among its per-mount options.
+pub fn on_read_only_mount(resolved: &Path) -> bool {
+    mount_table()
+        .and_then(|t| {
+            // max_by_key keeps the last of equals: the top of stacked mounts.
+            t.into_iter()
+                .filter(|m| resolved.starts_with(&m.mount_point))
+                .max_by_key(|m| m.mount_point.components().count())
+        })
+        .is_some_and(|m| m.read_only)
 }
 
 /// Whether something is mounted at `resolved` (an absolute, resolved path).
@@ -225,6 +245,9 @@ mod tests {
         assert_eq!(t[1].fstype, FSTYPE);
         assert_eq!(t[1].source, "coffer:/tmp/v");
         assert_eq!(t[0].mount_point, PathBuf::from("/"));
+        assert!(!t[0].read_only);
+        let ro = parse_mountinfo(b"50 22 8:1 /v /srv/v ro,relatime shared:1 - ext4 /dev/sda1 rw");
+        assert!(ro[0].read_only);
         assert!(t[1].is_coffer());
         assert!(!t[0].is_coffer());
         let direct = parse_mountinfo(b"42 27 0:39 / /m rw - fuse coffer:/v rw,user_id=0");

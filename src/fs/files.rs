@@ -193,8 +193,13 @@ impl Inner {
         let result = self.commit(state, Durability::Lazy);
         if state.opens.fetch_sub(1, Ordering::SeqCst) == 1 {
             let mut open = crate::lock(&self.open);
-            // Drop the state unless someone reopened it meanwhile or data is pending.
-            if state.opens.load(Ordering::SeqCst) == 0 && !crate::lock(&state.file).is_dirty() {
+            // Drop the state unless someone reopened it meanwhile or data is
+            // pending for a file that still has a name.
+            let keep = {
+                let f = crate::lock(&state.file);
+                f.is_dirty() && !f.detached
+            };
+            if state.opens.load(Ordering::SeqCst) == 0 && !keep {
                 open.remove(ino);
             }
         }

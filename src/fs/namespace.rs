@@ -228,9 +228,14 @@ impl Inner {
     /// Marks the open state of a file whose last link is gone.
     fn detach(&self, backing_ino: u64) {
         let ino = crate::lock(&self.inodes).ino_for(backing_ino);
-        let st = crate::lock(&self.open).get(&ino).cloned();
-        if let Some(st) = st {
+        let mut open = crate::lock(&self.open);
+        if let Some(st) = open.get(&ino).cloned() {
             crate::lock(&st.file).detached = true;
+            // Nobody has it open: pending data that could not be committed
+            // (a full disk) has no name left to go to; drop it and its fd.
+            if st.opens.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                open.remove(&ino);
+            }
         }
     }
 

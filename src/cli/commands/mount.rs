@@ -81,7 +81,15 @@ impl Run for Args {
                 mnt.display()
             )));
         }
-        let opts = self.mount_options();
+        let mut opts = self.mount_options();
+        if !opts.read_only && mounts::on_read_only_mount(&vault_path) {
+            // Writes could only fail one by one; say it once and serve reads.
+            eprintln!(
+                "coffer: {} is on a read-only filesystem; mounting read-only",
+                vault_path.display()
+            );
+            opts.read_only = true;
+        }
         if opts.allow_other {
             check_allow_other()?;
         }
