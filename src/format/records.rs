@@ -198,13 +198,62 @@ pub struct JournalRef<'a> {
     pub chunks: &'a [(u64, &'a [u8])],
 }
 
-impl JournalRef<'_> {
-    /// The journal file's bytes, built in one buffer of the right size.
+impl<'a> JournalRef<'a> {
+    /// The journal file's bytes, in one buffer.
     pub fn encode(&self) -> Vec<u8> {
         let payload: usize = self.chunks.iter().map(|(_, c)| c.len() + 20).sum();
         let mut out = Vec::with_capacity(payload + 128);
         out.extend_from_slice(&super::JOURNAL.magic);
         postcard::to_extend(self, out).expect("postcard encoding of a journal cannot fail")
+    }
+
+    /// The same bytes as [`JournalRef::encode`], as a list of parts to write in
+    /// order: the chunks themselves are borrowed, not copied. `framing` holds
+    /// the small parts between them.
+    pub fn encode_parts<'b>(&'b self, framing: &'b mut Vec<u8>) -> Vec<&'b [u8]>
+    where
+        'a: 'b,
+    {
+        // Postcard: the header fields, the chunk count, then per chunk its
+        // index and length (varints) and its bytes.
+        framing.clear();
+        framing.extend_from_slice(&super::JOURNAL.magic);
+        framing.extend(
+            postcard::to_stdvec(&(self.format_version, self.file_id, self.manifest_hash))
+                .expect("postcard encoding cannot fail"),
+        );
+        push_varint(framing, self.chunks.len() as u64);
+        // Offsets of the framing runs that precede each chunk.
+        let mut cuts = Vec::with_capacity(self.chunks.len() + 1);
+        for (idx, c) in self.chunks {
+            push_varint(framing, *idx);
+            push_varint(framing, c.len() as u64);
+            cuts.push(framing.len());
+        }
+        let mut parts = Vec::with_capacity(2 * self.chunks.len() + 1);
+        let mut from = 0;
+        for ((_, c), cut) in self.chunks.iter().zip(cuts) {
+            parts.push(&framing[from..cut]);
+            parts.push(*c);
+            from = cut;
+        }
+        if self.chunks.is_empty() {
+            parts.push(&framing[..]);
+        }
+        parts
+    }
+}
+
+/// Postcard's varint (LEB128) for unsigned integers.
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
     }
 }
 
@@ -306,5 +355,10 @@ mod tests {
             r.encode(),
             crate::format::encode_file(crate::format::JOURNAL, &plain)
         );
+        let mut framing = Vec::new();
+        assert_eq!(r.encode_parts(&mut framing).concat(), r.encode());
+        let none = JournalRef { chunks: &[], ..r };
+        let mut framing = Vec::new();
+        assert_eq!(none.encode_parts(&mut framing).concat(), none.encode());
     }
 }

@@ -425,7 +425,12 @@ impl OpenFile {
                 manifest_hash: manifest.hash(),
                 chunks: journaled,
             };
-            atomic_write(&journal_path, &j.encode(), durability)?;
+            let mut framing = Vec::new();
+            crate::store::atomic::atomic_write_parts(
+                &journal_path,
+                &j.encode_parts(&mut framing),
+                durability,
+            )?;
         }
         let stored_len = self.layout.stored_len(size);
         let cur_len = self

@@ -396,14 +396,21 @@ impl OpenFile {
     /// being committed to in the manifest), through the journal like any
     /// overwrite, so a crash leaves the old or the new version of each batch.
     /// A batch is read with one pread per run of adjacent chunks, re-encrypted
-    /// in place on every core and written back from the same buffer.
+    /// in place on every core and written back from the same buffer; the next
+    /// batch is re-encrypted while this one is written (and used only if the
+    /// file did not change in between).
     pub fn migrate(&mut self, vault: &Vault) -> Result<u64> {
         self.require_update(vault)?;
         let per_batch = (MIGRATE_BATCH / self.layout.chunk_size()).max(1) as usize;
-        let sync = vault.change_durability() == Durability::Sync;
+        let data = self
+            .data
+            .try_clone()
+            .map_err(|e| Error::io(&self.data_path, e))?;
         let mut done = 0u64;
         let mut from = 0usize;
         let mut pool: Vec<Vec<u8>> = Vec::new();
+        // The next batch, sealed ahead against the version named by the hash.
+        let mut ahead: Option<(Resealed, [u8; 32], u32)> = None;
         loop {
             let _lock = self.lock()?;
             // Builds on the newest committed state (another mount may have
@@ -411,47 +418,70 @@ impl OpenFile {
             self.refresh_for_change(vault)?;
             self.require_update(vault)?;
             let cur = self.committed.access.epoch;
-            let batch: Vec<u64> = self
-                .chunks
-                .iter()
-                .enumerate()
-                .skip(from)
-                .filter(|(_, c)| matches!(c, Some(c) if c.epoch < cur))
-                .map(|(i, _)| i as u64)
-                .take(per_batch)
-                .collect();
-            let (Some(&first), Some(&last)) = (batch.first(), batch.last()) else {
-                break;
-            };
-            from = last as usize + 1;
             let key = self.current_key()?;
-            let (runs, hashes) = self.reseal(&batch, cur, &key, &mut pool)?;
-            for (idx, hash) in &hashes {
+            let version = self.committed.sidecar.manifest.hash();
+            let sealed = match ahead.take() {
+                Some((r, v, e)) if v == version && e == cur => r,
+                stale => {
+                    if let Some((r, ..)) = stale {
+                        // The file changed meanwhile: redo that batch from disk.
+                        from = r.batch[0] as usize;
+                        pool.extend(r.runs.into_iter().map(|(_, b)| b));
+                    }
+                    let batch = self.stale_batch(from, cur, per_batch);
+                    if batch.is_empty() {
+                        break;
+                    }
+                    self.resealer(&data).run(batch, cur, &key, &mut pool)?
+                }
+            };
+            let (first, last) = (sealed.batch[0], *sealed.batch.last().expect("not empty"));
+            from = last as usize + 1;
+            for (idx, hash) in &sealed.hashes {
                 self.chunks[*idx as usize] = Some(crate::format::ChunkRef {
                     epoch: cur,
                     hash: *hash,
                 });
             }
+            let next = self.stale_batch(from, cur, per_batch);
+            let resealer = (!next.is_empty()).then(|| self.resealer(&data));
+            let mut spare = std::mem::take(&mut pool);
             let slot = self.layout.slot_size() as usize;
-            let mut journaled: Vec<(u64, &[u8])> = Vec::with_capacity(batch.len());
-            let mut writes: Vec<(u64, &[u8])> = Vec::with_capacity(runs.len());
-            for (start, buf) in &runs {
+            let mut journaled: Vec<(u64, &[u8])> = Vec::with_capacity(sealed.batch.len());
+            let mut writes: Vec<(u64, &[u8])> = Vec::with_capacity(sealed.runs.len());
+            for (start, buf) in &sealed.runs {
                 writes.push((self.layout.slot_offset(*start), &buf[..]));
                 for (k, stored) in buf.chunks(slot).enumerate() {
                     journaled.push((start + k as u64, stored));
                 }
             }
-            self.finish_commit(vault, cur, &key, &journaled, &writes, Durability::Lazy)?;
+            let (committed, next_sealed) = std::thread::scope(|scope| {
+                let key2 = key.clone();
+                let spare = &mut spare;
+                let worker = resealer.map(|r| scope.spawn(move || r.run(next, cur, &key2, spare)));
+                let committed =
+                    self.finish_commit(vault, cur, &key, &journaled, &writes, Durability::Lazy);
+                let next_sealed = worker
+                    .map(|w| w.join().expect("a re-encryption worker panicked"))
+                    .transpose();
+                (committed, next_sealed)
+            });
+            committed?;
             drop(journaled);
             drop(writes);
-            pool.extend(runs.into_iter().map(|(_, b)| b));
-            if sync {
-                // Let the disk work while the next batch is re-encrypted.
+            pool.append(&mut spare);
+            pool.extend(sealed.runs.into_iter().map(|(_, b)| b));
+            if let Some(r) = next_sealed? {
+                ahead = Some((r, self.committed.sidecar.manifest.hash(), cur));
+            }
+            {
+                // Let the disk work while the next batch is re-encrypted (the
+                // data has to get there anyway: fdatasync or syncfs at the end).
                 let at = self.layout.slot_offset(first);
                 let end = self.layout.slot_offset(last + 1);
                 crate::store::sync::start_writeback(&self.data, at, end - at);
             }
-            done += batch.len() as u64;
+            done += sealed.batch.len() as u64;
         }
         let cur = self.committed.access.epoch;
         let needs_prune = self
@@ -469,22 +499,68 @@ impl OpenFile {
         Ok(done)
     }
 
+    /// Up to `max` indices from `from` on of chunks stored on an epoch before `cur`.
+    fn stale_batch(&self, from: usize, cur: u32, max: usize) -> Vec<u64> {
+        self.chunks
+            .iter()
+            .enumerate()
+            .skip(from)
+            .filter(|(_, c)| matches!(c, Some(c) if c.epoch < cur))
+            .map(|(i, _)| i as u64)
+            .take(max)
+            .collect()
+    }
+
+    /// What re-encrypting chunks needs, taken from the committed state so it
+    /// can run while `self` commits the batch before.
+    fn resealer<'a>(&self, data: &'a std::fs::File) -> Resealer<'a> {
+        Resealer {
+            data,
+            data_path: self.data_path.clone(),
+            file_id: self.file_id,
+            layout: self.layout,
+            size: self.committed.manifest.size,
+            chunks: self.chunks.clone(),
+            keys: self.keys.clone(),
+            overlay: self.journal_overlay.clone(),
+            display: self.display.clone(),
+        }
+    }
+}
+
+/// A batch re-encrypted in memory: the runs of adjacent chunks (first index,
+/// stored bytes as laid out in the content file) and each chunk's new hash.
+struct Resealed {
+    batch: Vec<u64>,
+    runs: Vec<(u64, Vec<u8>)>,
+    hashes: Vec<(u64, [u8; 32])>,
+}
+
+struct Resealer<'a> {
+    data: &'a std::fs::File,
+    data_path: std::path::PathBuf,
+    file_id: [u8; 16],
+    layout: crate::format::data::Layout,
+    size: u64,
+    chunks: Vec<Option<crate::format::ChunkRef>>,
+    keys: std::collections::HashMap<u32, SecretKey>,
+    overlay: std::collections::HashMap<u64, Vec<u8>>,
+    display: String,
+}
+
+impl Resealer<'_> {
     /// Reads the committed chunks `batch` (ascending, each stored on an old
     /// epoch), checks each against the manifest and re-encrypts it in place
-    /// under `key` (epoch `epoch`) with a fresh nonce. Returns the runs of
-    /// adjacent chunks (first index, stored bytes as laid out in the content
-    /// file) and each chunk's new hash. Buffers come from and go back to `pool`.
-    #[allow(clippy::type_complexity)]
-    fn reseal(
+    /// under `key` (epoch `epoch`) with a fresh nonce. Buffers come from `pool`.
+    fn run(
         &self,
-        batch: &[u64],
+        batch: Vec<u64>,
         epoch: u32,
         key: &SecretKey,
         pool: &mut Vec<Vec<u8>>,
-    ) -> Result<(Vec<(u64, Vec<u8>)>, Vec<(u64, [u8; 32])>)> {
-        let size = self.committed.manifest.size;
+    ) -> Result<Resealed> {
         let stored_len =
-            |idx: u64| self.layout.chunk_plain_len(size, idx) + crate::crypto::chunk::OVERHEAD;
+            |idx: u64| self.layout.chunk_plain_len(self.size, idx) + crate::crypto::chunk::OVERHEAD;
         let slot = self.layout.slot_size() as usize;
         let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut i = 0;
@@ -496,9 +572,9 @@ impl OpenFile {
             let at = self.layout.slot_offset(batch[i]);
             let len = (j - i - 1) * slot + stored_len(batch[j - 1]);
             let mut buf = pool.pop().unwrap_or_default();
-            buf.clear();
+            // Every byte is read over: zero only what a reused buffer lacks.
             buf.resize(len, 0);
-            let got = super::file::read_full_at(&self.data, &mut buf, at)
+            let got = super::file::read_full_at(self.data, &mut buf, at)
                 .map_err(|e| Error::io(&self.data_path, e))?;
             if got != len {
                 return Err(Error::integrity(format!(
@@ -519,7 +595,7 @@ impl OpenFile {
             let idx = *idx;
             let r = self.chunks[idx as usize].expect("only stored chunks are stale");
             if *blake3::hash(stored).as_bytes() != r.hash {
-                match self.journal_overlay.get(&idx) {
+                match self.overlay.get(&idx) {
                     Some(j) if *blake3::hash(j).as_bytes() == r.hash && j.len() == stored.len() => {
                         stored.copy_from_slice(j)
                     }
@@ -574,7 +650,11 @@ impl OpenFile {
             })?
         };
         drop(work);
-        Ok((runs, hashes))
+        Ok(Resealed {
+            batch,
+            runs,
+            hashes,
+        })
     }
 }
 
