@@ -368,3 +368,79 @@ fn rotate_of_a_file_larger_than_the_dirty_limit() {
     );
     assert_eq!(read_all(&alice, &p).unwrap(), data);
 }
+
+/// A sparse file over several migrate batches (runs of chunks split by holes,
+/// a short last chunk): rotate re-encrypts every stored chunk, keeps the holes,
+/// and the old key opens none of the new chunks.
+#[test]
+fn rotate_across_batches_with_holes() {
+    use coffer::vault::share::MIGRATE_BATCH;
+    let _serial = serial();
+    let w = World::new();
+    let alice = w.open(ALICE);
+    let p = w.path("sparse");
+    let cs = 65_536usize;
+    let len = 2 * MIGRATE_BATCH as usize + 5 * cs + 123;
+    let mut data = vec![0u8; len];
+    for (i, b) in data.iter_mut().enumerate() {
+        // Every seventh chunk stays all zero (a hole).
+        if (i / cs) % 7 != 3 {
+            *b = (i % 251) as u8 | 1;
+        }
+    }
+    let mut f = alice.create_file(&p, 0o644, "sparse".into()).unwrap();
+    f.write(&alice, 0, &data).unwrap();
+    f.commit(&alice, coffer::store::Durability::Lazy).unwrap();
+    let holes_before = f.sidecar().chunks.iter().filter(|c| c.is_none()).count();
+    assert!(holes_before > 0);
+    let before = std::fs::read(&p).unwrap();
+    f.rotate(&alice).unwrap();
+    assert_eq!(f.chunks_on_old_epochs(), 0);
+    let sc = f.sidecar().clone();
+    assert_eq!(
+        sc.chunks.iter().filter(|c| c.is_none()).count(),
+        holes_before
+    );
+    assert_eq!(sc.keys.len(), 1, "old epochs pruned");
+    drop(f);
+    let after = std::fs::read(&p).unwrap();
+    assert_eq!(after.len(), before.len());
+    let slot = cs + 40;
+    let header = after.len() - (len.div_ceil(cs) - 1) * slot - (len % cs + 40);
+    for (i, c) in sc.chunks.iter().enumerate() {
+        if c.is_some() {
+            let at = header + i * slot;
+            let end = (at + slot).min(after.len());
+            assert_ne!(after[at..end], before[at..end], "chunk {i} re-encrypted");
+        }
+    }
+    assert_eq!(read_all(&alice, &p).unwrap(), data);
+    assert_eq!(
+        w.open(ALICE).open_file(&p, "x".into()).unwrap().size(),
+        len as u64
+    );
+}
+
+/// A stored chunk altered behind coffer's back makes migrate fail with an
+/// integrity error and leaves the file as it was.
+#[test]
+fn migrate_refuses_a_tampered_chunk() {
+    use std::os::unix::fs::FileExt;
+    let _serial = serial();
+    let w = World::new();
+    let alice = w.open(ALICE);
+    let p = w.path("victim");
+    let data = vec![9u8; 10 * 65_536];
+    let mut f = alice.create_file(&p, 0o644, "victim".into()).unwrap();
+    f.write(&alice, 0, &data).unwrap();
+    f.commit(&alice, coffer::store::Durability::Lazy).unwrap();
+    drop(f);
+    let raw = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    let len = raw.metadata().unwrap().len();
+    raw.write_all_at(&[0xFF], len - 3 * 65_536).unwrap();
+    let before = std::fs::read(&p).unwrap();
+    let mut f = alice.open_file(&p, "victim".into()).unwrap();
+    assert!(matches!(f.rotate(&alice), Err(Error::Integrity { .. })));
+    drop(f);
+    assert_eq!(std::fs::read(&p).unwrap(), before, "nothing rewritten");
+}

@@ -99,97 +99,7 @@ pub fn replay(
                 "out of order or not chained to the previous entry".into(),
             ));
         }
-        let info = GrantInfo {
-            granted_by: entry.actor,
-            seq: entry.seq,
-        };
-        match (&mut state, &entry.change) {
-            (None, AccessChange::Create { readers, updaters }) => {
-                let mut s = AccessState {
-                    file_id: *file_id,
-                    creator: entry.actor,
-                    readers: BTreeMap::new(),
-                    updaters: BTreeMap::new(),
-                    epoch: 0,
-                    pinned: BTreeMap::new(),
-                    head: [0; 32],
-                    seq: 0,
-                };
-                for r in readers
-                    .iter()
-                    .chain(updaters.iter())
-                    .chain(std::iter::once(&entry.actor))
-                {
-                    s.readers.insert(*r, info.clone());
-                }
-                for u in updaters.iter().chain(std::iter::once(&entry.actor)) {
-                    s.updaters.insert(*u, info.clone());
-                }
-                state = Some(s);
-            }
-            (None, _) => return Err(fail(i, "the first entry must be the creator's".into())),
-            (Some(_), AccessChange::Create { .. }) => {
-                return Err(fail(i, "a second create entry".into()))
-            }
-            (Some(s), AccessChange::Grant { member, right }) => {
-                let allowed = match right {
-                    Right::Read => s.can_read(&entry.actor),
-                    Right::Update => s.can_update(&entry.actor),
-                };
-                if !allowed {
-                    return Err(fail(
-                        i,
-                        format!("{} granted {:?} without holding it", entry.actor, right),
-                    ));
-                }
-                if keys.ed25519_of(member).is_none() {
-                    return Err(fail(
-                        i,
-                        format!("grant to {member}, who is not a vault member"),
-                    ));
-                }
-                s.readers.entry(*member).or_insert_with(|| info.clone());
-                if *right == Right::Update {
-                    s.updaters.entry(*member).or_insert_with(|| info.clone());
-                }
-            }
-            (
-                Some(s),
-                AccessChange::Revoke {
-                    member,
-                    right,
-                    content_pin,
-                },
-            ) => {
-                if !(s.can_update(&entry.actor) || entry.actor == *member) {
-                    return Err(fail(
-                        i,
-                        format!("{} revoked {member} without the update right", entry.actor),
-                    ));
-                }
-                if s.updaters.remove(member).is_some() {
-                    s.pinned.insert(*member, *content_pin);
-                }
-                if *right == Right::Read {
-                    s.readers.remove(member);
-                }
-            }
-            (Some(s), AccessChange::Rotate { epoch }) => {
-                if !s.can_update(&entry.actor) {
-                    return Err(fail(
-                        i,
-                        format!("{} rotated without the update right", entry.actor),
-                    ));
-                }
-                if *epoch != s.epoch + 1 {
-                    return Err(fail(
-                        i,
-                        format!("epoch {epoch} does not follow {}", s.epoch),
-                    ));
-                }
-                s.epoch = *epoch;
-            }
-        }
+        step(&mut state, &entry, keys).map_err(|why| fail(i, why))?;
         prev = signed.hash();
         if let Some(s) = state.as_mut() {
             s.head = prev;
@@ -198,6 +108,122 @@ pub fn replay(
     }
     let _ = first;
     state.ok_or_else(|| Error::integrity("access list has no create entry"))
+}
+
+/// Applies one authenticated, chained entry to the state: the policy rules.
+fn step(
+    state: &mut Option<AccessState>,
+    entry: &AccessEntry,
+    keys: &dyn KeyLookup,
+) -> std::result::Result<(), String> {
+    let info = GrantInfo {
+        granted_by: entry.actor,
+        seq: entry.seq,
+    };
+    match (state.as_mut(), &entry.change) {
+        (None, AccessChange::Create { readers, updaters }) => {
+            let mut s = AccessState {
+                file_id: entry.file_id,
+                creator: entry.actor,
+                readers: BTreeMap::new(),
+                updaters: BTreeMap::new(),
+                epoch: 0,
+                pinned: BTreeMap::new(),
+                head: [0; 32],
+                seq: 0,
+            };
+            for r in readers
+                .iter()
+                .chain(updaters.iter())
+                .chain(std::iter::once(&entry.actor))
+            {
+                s.readers.insert(*r, info.clone());
+            }
+            for u in updaters.iter().chain(std::iter::once(&entry.actor)) {
+                s.updaters.insert(*u, info.clone());
+            }
+            *state = Some(s);
+        }
+        (None, _) => return Err("the first entry must be the creator's".into()),
+        (Some(_), AccessChange::Create { .. }) => return Err("a second create entry".into()),
+        (Some(s), AccessChange::Grant { member, right }) => {
+            let allowed = match right {
+                Right::Read => s.can_read(&entry.actor),
+                Right::Update => s.can_update(&entry.actor),
+            };
+            if !allowed {
+                return Err(format!(
+                    "{} granted {:?} without holding it",
+                    entry.actor, right
+                ));
+            }
+            if keys.ed25519_of(member).is_none() {
+                return Err(format!("grant to {member}, who is not a vault member"));
+            }
+            s.readers.entry(*member).or_insert_with(|| info.clone());
+            if *right == Right::Update {
+                s.updaters.entry(*member).or_insert_with(|| info.clone());
+            }
+        }
+        (
+            Some(s),
+            AccessChange::Revoke {
+                member,
+                right,
+                content_pin,
+            },
+        ) => {
+            if !(s.can_update(&entry.actor) || entry.actor == *member) {
+                return Err(format!(
+                    "{} revoked {member} without the update right",
+                    entry.actor
+                ));
+            }
+            if s.updaters.remove(member).is_some() {
+                s.pinned.insert(*member, *content_pin);
+            }
+            if *right == Right::Read {
+                s.readers.remove(member);
+            }
+        }
+        (Some(s), AccessChange::Rotate { epoch }) => {
+            if !s.can_update(&entry.actor) {
+                return Err(format!("{} rotated without the update right", entry.actor));
+            }
+            if *epoch != s.epoch + 1 {
+                return Err(format!("epoch {epoch} does not follow {}", s.epoch));
+            }
+            s.epoch = *epoch;
+        }
+    }
+    Ok(())
+}
+
+/// Signs the next entry of a chain as `actor` and applies it to `state` (the
+/// same rules as [`replay`], without verifying the signature just made).
+/// Fails, signing nothing that could be stored, if the rules forbid the change.
+pub fn sign_next(
+    state: &AccessState,
+    actor: &crate::crypto::Identity,
+    change: AccessChange,
+    keys: &dyn KeyLookup,
+) -> Result<(Signed<AccessEntry>, AccessState)> {
+    let entry = AccessEntry {
+        file_id: state.file_id,
+        seq: state.seq + 1,
+        prev: state.head,
+        actor: actor.member_id(),
+        time_unix: crate::vault::now_unix(),
+        change,
+    };
+    let mut next = Some(state.clone());
+    step(&mut next, &entry, keys)
+        .map_err(|why| Error::AccessDenied(format!("access list entry {}: {why}", entry.seq)))?;
+    let signed = Signed::sign(&entry, actor);
+    let mut next = next.expect("a state stays a state");
+    next.head = signed.hash();
+    next.seq = entry.seq;
+    Ok((signed, next))
 }
 
 /// The state right after a `Create` entry we signed ourselves (what `replay`

@@ -57,6 +57,48 @@ pub fn seal_with_nonce(
     out
 }
 
+/// Re-encrypts a stored chunk in place: opens it under `old` (epoch
+/// `old_epoch`) and seals it under `new` (epoch `new_epoch`) with a fresh random
+/// nonce, giving what [`seal`] would. The plaintext never leaves `stored`.
+/// Returns false, leaving `stored` as it was, when it fails authentication.
+#[allow(clippy::too_many_arguments)]
+pub fn reseal_in_place(
+    old: &SecretKey,
+    old_epoch: u32,
+    new: &SecretKey,
+    new_epoch: u32,
+    file_id: &[u8; 16],
+    index: u64,
+    stored: &mut [u8],
+) -> bool {
+    use chacha20poly1305::aead::AeadInPlace;
+    if stored.len() < OVERHEAD {
+        return false;
+    }
+    let (nonce, rest) = stored.split_at_mut(NONCE_LEN);
+    let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+    let opened = XChaCha20Poly1305::new(old.as_bytes().into()).decrypt_in_place_detached(
+        XNonce::from_slice(nonce),
+        &aad(file_id, old_epoch, index),
+        body,
+        chacha20poly1305::Tag::from_slice(tag),
+    );
+    if opened.is_err() {
+        return false;
+    }
+    let fresh: [u8; NONCE_LEN] = super::random_bytes();
+    let t = XChaCha20Poly1305::new(new.as_bytes().into())
+        .encrypt_in_place_detached(
+            XNonce::from_slice(&fresh),
+            &aad(file_id, new_epoch, index),
+            body,
+        )
+        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+    nonce.copy_from_slice(&fresh);
+    tag.copy_from_slice(&t);
+    true
+}
+
 /// Decrypts one stored chunk; `None` when it fails authentication.
 pub fn open(
     key: &SecretKey,
@@ -101,6 +143,55 @@ mod tests {
         assert_eq!(
             open(&key(), &[0x22; 16], 3, 5, &stored).unwrap(),
             b"hello coffer"
+        );
+    }
+
+    #[test]
+    fn reseal_in_place_changes_key_epoch_and_nonce() {
+        let new = SecretKey::from_bytes([0x44; 32]);
+        let plain = vec![7u8; 1000];
+        let mut stored = seal(&key(), &[1; 16], 2, 9, &plain);
+        let before = stored.clone();
+        // Wrong old epoch, or a flipped bit: refused, and left as it was.
+        assert!(!reseal_in_place(
+            &key(),
+            1,
+            &new,
+            3,
+            &[1; 16],
+            9,
+            &mut stored
+        ));
+        stored[40] ^= 1;
+        assert!(!reseal_in_place(
+            &key(),
+            2,
+            &new,
+            3,
+            &[1; 16],
+            9,
+            &mut stored
+        ));
+        stored[40] ^= 1;
+        assert_eq!(stored, before);
+        assert!(reseal_in_place(
+            &key(),
+            2,
+            &new,
+            3,
+            &[1; 16],
+            9,
+            &mut stored
+        ));
+        assert_ne!(stored[..NONCE_LEN], before[..NONCE_LEN], "fresh nonce");
+        assert_eq!(open(&new, &[1; 16], 3, 9, &stored).unwrap(), plain);
+        assert!(
+            open(&key(), &[1; 16], 2, 9, &stored).is_none(),
+            "old key opens nothing"
+        );
+        assert!(
+            open(&new, &[1; 16], 2, 9, &stored).is_none(),
+            "epoch is bound"
         );
     }
 

@@ -184,7 +184,102 @@ pub struct Journal {
     pub file_id: [u8; 16],
     /// Hash of the signed manifest these chunks belong to.
     pub manifest_hash: [u8; 32],
+    #[serde(serialize_with = "chunks_as_bytes")]
     pub chunks: Vec<(u64, Vec<u8>)>,
+}
+
+/// A journal to write, borrowing its chunks (encodes exactly as [`Journal`]).
+#[derive(Serialize)]
+pub struct JournalRef<'a> {
+    pub format_version: u16,
+    pub file_id: [u8; 16],
+    pub manifest_hash: [u8; 32],
+    #[serde(serialize_with = "chunk_refs_as_bytes")]
+    pub chunks: &'a [(u64, &'a [u8])],
+}
+
+impl<'a> JournalRef<'a> {
+    /// The journal file's bytes, in one buffer.
+    pub fn encode(&self) -> Vec<u8> {
+        let payload: usize = self.chunks.iter().map(|(_, c)| c.len() + 20).sum();
+        let mut out = Vec::with_capacity(payload + 128);
+        out.extend_from_slice(&super::JOURNAL.magic);
+        postcard::to_extend(self, out).expect("postcard encoding of a journal cannot fail")
+    }
+
+    /// The same bytes as [`JournalRef::encode`], as a list of parts to write in
+    /// order: the chunks themselves are borrowed, not copied. `framing` holds
+    /// the small parts between them.
+    pub fn encode_parts<'b>(&'b self, framing: &'b mut Vec<u8>) -> Vec<&'b [u8]>
+    where
+        'a: 'b,
+    {
+        // Postcard: the header fields, the chunk count, then per chunk its
+        // index and length (varints) and its bytes.
+        framing.clear();
+        framing.extend_from_slice(&super::JOURNAL.magic);
+        framing.extend(
+            postcard::to_stdvec(&(self.format_version, self.file_id, self.manifest_hash))
+                .expect("postcard encoding cannot fail"),
+        );
+        push_varint(framing, self.chunks.len() as u64);
+        // Offsets of the framing runs that precede each chunk.
+        let mut cuts = Vec::with_capacity(self.chunks.len() + 1);
+        for (idx, c) in self.chunks {
+            push_varint(framing, *idx);
+            push_varint(framing, c.len() as u64);
+            cuts.push(framing.len());
+        }
+        let mut parts = Vec::with_capacity(2 * self.chunks.len() + 1);
+        let mut from = 0;
+        for ((_, c), cut) in self.chunks.iter().zip(cuts) {
+            parts.push(&framing[from..cut]);
+            parts.push(*c);
+            from = cut;
+        }
+        if self.chunks.is_empty() {
+            parts.push(&framing[..]);
+        }
+        parts
+    }
+}
+
+/// Postcard's varint (LEB128) for unsigned integers.
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+struct RawBytes<'a>(&'a [u8]);
+
+impl Serialize for RawBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+fn chunk_refs_as_bytes<S: serde::Serializer>(
+    chunks: &&[(u64, &[u8])],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(chunks.iter().map(|(i, b)| (*i, RawBytes(b))))
+}
+
+/// Writes each chunk with `serialize_bytes`: postcard encodes that exactly as a
+/// sequence of u8 (length, then the bytes), but in one copy instead of one
+/// call per byte (journals hold megabytes).
+fn chunks_as_bytes<S: serde::Serializer>(
+    chunks: &[(u64, Vec<u8>)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(chunks.iter().map(|(i, b)| (*i, RawBytes(b))))
 }
 
 /// A long-name side file: the full encrypted name of a hashed entry name.
@@ -211,4 +306,59 @@ pub fn chunks_root(chunks: &[Option<ChunkRef>]) -> [u8; 32] {
         }
     }
     *h.finalize().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The journal as it was encoded before `chunks_as_bytes`.
+    #[derive(Serialize, Deserialize)]
+    struct PlainJournal {
+        format_version: u16,
+        file_id: [u8; 16],
+        manifest_hash: [u8; 32],
+        chunks: Vec<(u64, Vec<u8>)>,
+    }
+
+    #[test]
+    fn journal_bytes_encoding_is_unchanged() {
+        let chunks = vec![
+            (0u64, vec![]),
+            (7, vec![1, 2, 3]),
+            (300, vec![0xAB; 70_000]),
+        ];
+        let j = Journal {
+            format_version: 1,
+            file_id: [5; 16],
+            manifest_hash: [9; 32],
+            chunks: chunks.clone(),
+        };
+        let plain = PlainJournal {
+            format_version: 1,
+            file_id: [5; 16],
+            manifest_hash: [9; 32],
+            chunks,
+        };
+        let a = crate::format::to_bytes(&j);
+        assert_eq!(a, crate::format::to_bytes(&plain));
+        let back: Journal = crate::format::from_bytes("journal", 1 << 20, &a).unwrap();
+        assert_eq!(back.chunks, plain.chunks);
+        let refs: Vec<(u64, &[u8])> = plain.chunks.iter().map(|(i, c)| (*i, &c[..])).collect();
+        let r = JournalRef {
+            format_version: 1,
+            file_id: [5; 16],
+            manifest_hash: [9; 32],
+            chunks: &refs,
+        };
+        assert_eq!(
+            r.encode(),
+            crate::format::encode_file(crate::format::JOURNAL, &plain)
+        );
+        let mut framing = Vec::new();
+        assert_eq!(r.encode_parts(&mut framing).concat(), r.encode());
+        let none = JournalRef { chunks: &[], ..r };
+        let mut framing = Vec::new();
+        assert_eq!(none.encode_parts(&mut framing).concat(), none.encode());
+    }
 }

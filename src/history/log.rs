@@ -217,6 +217,19 @@ fn read_log_inner(
     let mut bytes = Vec::with_capacity((len - from.offset) as usize);
     std::io::Read::read_to_end(&mut (&mut f).take(len - from.offset), &mut bytes)
         .map_err(|e| Error::io(&path, e))?;
+    // A long stretch to read: entries covered by this member's signed
+    // checkpoint need no signature check each, the hash chain ending in the
+    // signed head authenticates them (checked below, before anything is returned).
+    let anchor = if bytes.len() > ANCHOR_MIN_BYTES {
+        read_checkpoint(dir, vault_id, member, ed25519)
+            .ok()
+            .flatten()
+            .filter(|cp| cp.len > from.entries)
+    } else {
+        None
+    };
+    let mut unverified: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut anchor_reached = false;
     let mut entries = Vec::new();
     let mut pos = 0usize;
     let mut at = from;
@@ -260,9 +273,13 @@ fn read_log_inner(
                 "log of {member}: entry {seq} signed by someone else"
             )));
         }
-        let entry = signed
-            .verify(ed25519)
-            .map_err(|e| Error::integrity(format!("log of {member}: entry {seq}: {e}")))?;
+        let entry = if anchor.as_ref().is_some_and(|cp| seq < cp.len) {
+            unverified.push(pos + 4..pos + 4 + len);
+            signed.decode_unverified()
+        } else {
+            signed.verify(ed25519)
+        }
+        .map_err(|e| Error::integrity(format!("log of {member}: entry {seq}: {e}")))?;
         if entry.seq != seq
             || entry.prev != at.head
             || entry.member != *member
@@ -281,9 +298,58 @@ fn read_log_inner(
         if let Some(h) = hashes.as_deref_mut() {
             h.push(at.head);
         }
+        if let Some(cp) = &anchor {
+            if at.entries == cp.len && at.head == cp.head {
+                anchor_reached = true;
+            }
+        }
         entries.push(entry);
     }
+    if !anchor_reached {
+        // The chain does not end in the signed head (shorter log, or altered):
+        // check every signature, which names the first bad entry.
+        for (i, range) in unverified.into_iter().enumerate() {
+            let signed: Signed<LogEntry> =
+                format::from_bytes("log record", MAX_ENTRY + 256, &bytes[range])?;
+            signed.verify(ed25519).map_err(|e| {
+                Error::integrity(format!(
+                    "log of {member}: entry {}: {e}",
+                    from.entries + i as u64
+                ))
+            })?;
+        }
+    }
     Ok((entries, at, torn))
+}
+
+/// Unread log bytes above which a read first looks for the signed checkpoint.
+const ANCHOR_MIN_BYTES: usize = 64 << 10;
+
+/// A member's signed checkpoint, verified (None if there is none).
+fn read_checkpoint(
+    dir: &Path,
+    vault_id: &[u8; 16],
+    member: &MemberId,
+    ed25519: &[u8; 32],
+) -> Result<Option<Checkpoint>> {
+    let Ok(bytes) = read_limited(
+        &head_path(dir, member),
+        CHECKPOINT.max_len,
+        "log checkpoint",
+    ) else {
+        return Ok(None);
+    };
+    let signed: Signed<Checkpoint> = format::decode_file(CHECKPOINT, &bytes)?;
+    let cp: Checkpoint = signed
+        .verify(ed25519)
+        .map_err(|e| Error::integrity(format!("checkpoint of {member}: {e}")))?;
+    format::check_version(cp.format_version)?;
+    if cp.member != *member || &cp.vault_id != vault_id {
+        return Err(Error::integrity(format!(
+            "checkpoint of {member} belongs elsewhere"
+        )));
+    }
+    Ok(Some(cp))
 }
 
 /// Reads and verifies one member's whole log, and its checkpoint.
@@ -311,21 +377,7 @@ pub fn read_member_log(
     };
     let prev = at.head;
     out.head = prev;
-    if let Ok(bytes) = read_limited(
-        &head_path(dir, member),
-        CHECKPOINT.max_len,
-        "log checkpoint",
-    ) {
-        let signed: Signed<Checkpoint> = format::decode_file(CHECKPOINT, &bytes)?;
-        let cp: Checkpoint = signed
-            .verify(ed25519)
-            .map_err(|e| Error::integrity(format!("checkpoint of {member}: {e}")))?;
-        format::check_version(cp.format_version)?;
-        if cp.member != *member || &cp.vault_id != vault_id {
-            return Err(Error::integrity(format!(
-                "checkpoint of {member} belongs elsewhere"
-            )));
-        }
+    if let Some(cp) = read_checkpoint(dir, vault_id, member, ed25519)? {
         if cp.len > out.entries.len() as u64 {
             return Err(Error::integrity(format!(
                 "log of {member} is shorter ({} entries) than its signed checkpoint ({}): truncated or rolled back",
@@ -509,5 +561,91 @@ impl LogWriter {
         )?;
         self.unsigned_tail = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log of `n` entries with a checkpoint of the first `cp` of them.
+    fn log_with_checkpoint(dir: &Path, me: &Identity, n: usize, cp: usize) -> LogWriter {
+        let mut w = LogWriter::new(dir.to_path_buf(), [7; 16], me.member_id());
+        let ev = |i: usize| Event::FileCreated {
+            file_id: [(i % 251) as u8; 16],
+        };
+        w.append_all(me, (0..cp).map(ev).collect()).unwrap();
+        w.checkpoint(me).unwrap();
+        w.append_all(me, (cp..n).map(ev).collect()).unwrap();
+        w
+    }
+
+    fn read(dir: &Path, me: &Identity) -> Result<MemberLog> {
+        read_member_log(dir, &[7; 16], &me.member_id(), &me.public().ed25519)
+    }
+
+    #[test]
+    fn checkpoint_anchored_read_matches_and_catches_tampering() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let me = Identity::from_seed([3; 32]);
+        // Well over ANCHOR_MIN_BYTES, most of it under the checkpoint.
+        let _w = log_with_checkpoint(dir, &me, 1500, 1200);
+        let log = read(dir, &me).unwrap();
+        assert_eq!(log.entries.len(), 1500);
+        assert!(log
+            .entries
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.seq == i as u64));
+        assert_eq!(log.checkpoint.as_ref().unwrap().len, 1200);
+        let path = log_path(dir, &me.member_id());
+        let good = std::fs::read(&path).unwrap();
+        // Flip one byte of an entry's signature under the checkpoint (the last
+        // byte of its record), of an entry past it, and of the very last one:
+        // each read fails.
+        let ends: Vec<usize> = {
+            let mut v = Vec::new();
+            let mut pos = LOG_HEADER_LEN;
+            while pos < good.len() {
+                let len = u32::from_le_bytes(good[pos..pos + 4].try_into().unwrap()) as usize;
+                pos += 4 + len;
+                v.push(pos);
+            }
+            v
+        };
+        for victim in [10usize, 1199, 1300, 1499] {
+            let mut bad = good.clone();
+            bad[ends[victim] - 1] ^= 1;
+            std::fs::write(&path, &bad).unwrap();
+            let err = read(dir, &me).expect_err("tampered log accepted");
+            assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
+            let from = read_member_log_from(
+                dir,
+                &[7; 16],
+                &me.member_id(),
+                &me.public().ed25519,
+                LogPosition::default(),
+            );
+            assert!(
+                from.is_err(),
+                "entry {victim}: incremental read accepted it"
+            );
+        }
+        // A log cut below its checkpoint: still read, signature by signature
+        // (the checkpoint check of read_member_log reports the rollback).
+        std::fs::write(&path, &good[..ends[999]]).unwrap();
+        let (entries, _, _) = read_member_log_from(
+            dir,
+            &[7; 16],
+            &me.member_id(),
+            &me.public().ed25519,
+            LogPosition::default(),
+        )
+        .unwrap();
+        assert_eq!(entries.len(), 1000);
+        assert!(read(dir, &me).is_err());
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(read(dir, &me).unwrap().entries.len(), 1500);
     }
 }

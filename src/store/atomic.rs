@@ -19,6 +19,12 @@ pub enum Durability {
 }
 
 pub fn atomic_write(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+    atomic_write_parts(path, &[bytes], durability)
+}
+
+/// [`atomic_write`] of the concatenation of `parts`, written one after the
+/// other (no copy into one buffer: a journal holds megabytes).
+pub fn atomic_write_parts(path: &Path, parts: &[&[u8]], durability: Durability) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(
@@ -31,7 +37,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8], durability: Durability) -> Result
             .create_new(true)
             .mode(0o644)
             .open(&tmp)?;
-        f.write_all(bytes)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         if durability == Durability::Sync {
             f.sync_all()?;
         }

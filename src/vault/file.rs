@@ -359,6 +359,42 @@ impl OpenFile {
         flush_run(&mut run, run_start)?;
         drop(run);
         self.dirty_bytes = 0;
+        let refs: Vec<(u64, &[u8])> = journaled.iter().map(|(i, c)| (*i, &c[..])).collect();
+        let runs = self.coalesce(&journaled);
+        let writes: Vec<(u64, &[u8])> = runs.iter().map(|(at, b)| (*at, &b[..])).collect();
+        self.finish_commit(vault, epoch, &key, &refs, &writes, durability)
+    }
+
+    /// Chunks (ascending) as pwrites: adjacent ones joined up to 4 MiB.
+    fn coalesce(&self, chunks: &[(u64, Vec<u8>)]) -> Vec<(u64, Vec<u8>)> {
+        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut next = None;
+        for (idx, stored) in chunks {
+            match out.last_mut() {
+                Some((_, run)) if next == Some(*idx) && run.len() + stored.len() <= 4 << 20 => {
+                    run.extend_from_slice(stored);
+                }
+                _ => out.push((self.layout.slot_offset(*idx), stored.clone())),
+            }
+            next = Some(idx + 1);
+        }
+        out
+    }
+
+    /// The rest of a commit once every changed chunk is sealed and `self.chunks`
+    /// names it: chunks that overwrite committed ones (`journaled`, ascending)
+    /// go through the journal, the signed manifest and sidecar are the commit
+    /// point. The caller holds the file lock.
+    pub(super) fn finish_commit(
+        &mut self,
+        vault: &Vault,
+        epoch: u32,
+        key: &SecretKey,
+        journaled: &[(u64, &[u8])],
+        writes: &[(u64, &[u8])],
+        durability: Durability,
+    ) -> Result<()> {
+        let size = self.size;
         let mut key_commits = vec![(epoch, key.commitment(&self.file_id, epoch))];
         for c in self.chunks.iter().flatten() {
             if !key_commits.iter().any(|(e, _)| *e == c.epoch) {
@@ -382,22 +418,20 @@ impl OpenFile {
         );
         let journal_path = vault.paths.journal(&self.file_id);
         let has_journal = !journaled.is_empty() && !self.detached;
-        let journaled = if has_journal {
-            let j = Journal {
+        if has_journal {
+            let j = format::JournalRef {
                 format_version: FORMAT_VERSION,
                 file_id: self.file_id,
                 manifest_hash: manifest.hash(),
                 chunks: journaled,
             };
-            atomic_write(
+            let mut framing = Vec::new();
+            crate::store::atomic::atomic_write_parts(
                 &journal_path,
-                &format::encode_file(format::JOURNAL, &j),
+                &j.encode_parts(&mut framing),
                 durability,
             )?;
-            j.chunks
-        } else {
-            journaled
-        };
+        }
         let stored_len = self.layout.stored_len(size);
         let cur_len = self
             .data
@@ -422,9 +456,9 @@ impl OpenFile {
         if !self.detached {
             self.write_sidecar(vault, &sidecar, durability)?;
         }
-        for (idx, stored) in &journaled {
+        for (at, bytes) in writes {
             self.data
-                .write_all_at(stored, self.layout.slot_offset(*idx))
+                .write_all_at(bytes, *at)
                 .map_err(|e| Error::io(&self.data_path, e))?;
         }
         if stored_len < cur_len {
@@ -628,7 +662,7 @@ fn create_with_header(path: &Path, mode: u32, header: &[u8]) -> std::io::Result<
     linked.map(|_| f)
 }
 
-fn read_full_at(f: &File, buf: &mut [u8], mut offset: u64) -> std::io::Result<usize> {
+pub(super) fn read_full_at(f: &File, buf: &mut [u8], mut offset: u64) -> std::io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match f.read_at(&mut buf[done..], offset) {

@@ -33,6 +33,9 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// History events a batch holds back at most (see [`Vault::record_all`]).
+pub const LOG_BATCH: usize = 4096;
+
 /// Default plaintext chunk size: 64 KiB (see docs/BENCHMARKS.md for the measurement).
 pub const DEFAULT_CHUNK_LOG2: u8 = 16;
 
@@ -53,6 +56,8 @@ pub struct Vault {
     verified: std::sync::Mutex<file::VerifiedCache>,
     /// See [`Vault::set_batch`].
     batch: std::sync::atomic::AtomicBool,
+    /// History events held back in batch mode (see [`Vault::record_all`]).
+    pending_log: std::sync::Mutex<Vec<crate::history::log::Event>>,
     /// Directory records (and verified defaults) by record path, with the stamp
     /// of the record file they were read at.
     #[allow(clippy::type_complexity)]
@@ -142,6 +147,7 @@ impl Vault {
             bindings: Default::default(),
             verified: Default::default(),
             batch: Default::default(),
+            pending_log: Default::default(),
             dir_cache: Default::default(),
         };
         vault.write_member(admin_name, vault.me.public(), true, &name_key)?;
@@ -202,6 +208,7 @@ impl Vault {
             bindings: Default::default(),
             verified: Default::default(),
             batch: Default::default(),
+            pending_log: Default::default(),
             dir_cache: Default::default(),
         };
         vault.reload_members()?;
@@ -213,6 +220,11 @@ impl Vault {
     /// durable at once at the end. Atomicity is unchanged.
     pub fn set_batch(&self, on: bool) {
         self.batch.store(on, std::sync::atomic::Ordering::Relaxed);
+        if !on {
+            if let Err(e) = self.flush_log() {
+                log::warn!("could not append to the history log: {e}");
+            }
+        }
     }
 
     /// How access changes and re-encryptions are written.
@@ -226,6 +238,7 @@ impl Vault {
 
     /// Flushes everything written to the vault's filesystem to stable storage.
     pub fn sync(&self) -> Result<()> {
+        self.flush_log()?;
         crate::store::sync::syncfs(&self.paths.root).map_err(|e| Error::io(&self.paths.root, e))
     }
 
@@ -234,15 +247,43 @@ impl Vault {
         self.record_all(vec![event])
     }
 
-    /// Appends several events in one write.
+    /// Appends several events in one write. In batch mode events are held
+    /// back and appended together (every [`LOG_BATCH`] events and at
+    /// [`Vault::sync`]): one write for many files instead of one each. The log
+    /// then lags the sidecars, never leads them, which is the state a crash
+    /// between a commit and its log append leaves anyway.
     pub fn record_all(&self, events: Vec<crate::history::log::Event>) -> Result<()> {
         if self.read_only {
             return Ok(());
         }
+        if self.batch.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut pending = crate::lock(&self.pending_log);
+            pending.extend(events);
+            if pending.len() < LOG_BATCH {
+                return Ok(());
+            }
+            let all = std::mem::take(&mut *pending);
+            // Still under the pending lock: batches reach the log in order.
+            return self.append_now(all);
+        }
+        self.append_now(events)
+    }
+
+    /// Appends the events held back in batch mode.
+    pub fn flush_log(&self) -> Result<()> {
+        let mut pending = crate::lock(&self.pending_log);
+        if pending.is_empty() || self.read_only {
+            return Ok(());
+        }
+        let all = std::mem::take(&mut *pending);
+        self.append_now(all)
+    }
+
+    /// Appends to this member's log now. This machine wrote these entries, so
+    /// it has seen them; but only when they extend what it saw (else a fork of
+    /// this member's log would be papered over: the refresh checks that case).
+    fn append_now(&self, events: Vec<crate::history::log::Event>) -> Result<()> {
         let (before, after) = crate::lock(&self.log).append_all(&self.me, events)?;
-        // This machine wrote these entries, so it has seen them; but only when
-        // they extend what it saw (else a fork of this member's log would be
-        // papered over: the refresh checks that case).
         let me = self.me.member_id();
         let extends_seen = self
             .seen
@@ -290,6 +331,9 @@ impl Vault {
 
     /// Saves this machine's state and checkpoints the log (periodically and at exit).
     pub fn save_state(&self) {
+        if let Err(e) = self.flush_log() {
+            log::warn!("could not append to the history log: {e}");
+        }
         if let Err(e) = self.seen.save() {
             log::warn!("could not save this machine's vault state: {e}");
         }

@@ -145,23 +145,23 @@ impl OpenFile {
         let mut state = self.committed.access.clone();
         let mut events = Vec::new();
         for change in changes {
-            let entry = access::next_entry(&state, &vault.me, change.clone());
+            // The chain before it was verified when loaded; our own new entry
+            // needs the rules applied, not its fresh signature checked again.
+            let (entry, next) = access::sign_next(&state, &vault.me, change.clone(), vault)?;
             events.push(crate::history::log::Event::AccessChanged {
                 file_id: self.file_id,
                 entry_hash: entry.hash(),
                 change,
             });
             sidecar.access.push(entry);
-            state = access::replay(&self.file_id, &sidecar.access, vault)?;
+            state = next;
         }
         if let Some(k) = new_keys {
             sidecar.keys.push(k);
         }
         if !self.detached {
             self.write_sidecar(vault, &sidecar, vault.change_durability())?;
-            for e in events {
-                vault.record(e)?;
-            }
+            vault.record_all(events)?;
         }
         if !self.detached {
             vault.seen.observe(
@@ -319,11 +319,9 @@ impl OpenFile {
     /// Appends `changes` (ending in a Rotate) with a fresh key for the new epoch,
     /// wrapped for every remaining reader, and the older keys sealed under it.
     fn start_epoch(&mut self, vault: &Vault, changes: Vec<AccessChange>) -> Result<()> {
-        let mut preview = self.committed.sidecar.access.clone();
         let mut state = self.committed.access.clone();
         for c in &changes {
-            preview.push(access::next_entry(&state, &vault.me, c.clone()));
-            state = access::replay(&self.file_id, &preview, vault)?;
+            state = access::sign_next(&state, &vault.me, c.clone(), vault)?.1;
         }
         let epoch = state.epoch;
         let key = SecretKey::generate();
@@ -392,42 +390,277 @@ impl OpenFile {
 
     /// Re-encrypts every chunk on an old epoch under the current key.
     /// Returns the number of chunks re-encrypted.
+    ///
+    /// In batches of [`MIGRATE_BATCH`] bytes, each committed as a content
+    /// version of its own (a mix of epochs is a valid state, every epoch in use
+    /// being committed to in the manifest), through the journal like any
+    /// overwrite, so a crash leaves the old or the new version of each batch.
+    /// A batch is read with one pread per run of adjacent chunks, re-encrypted
+    /// in place on every core and written back from the same buffer; the next
+    /// batch is re-encrypted while this one is written (and used only if the
+    /// file did not change in between).
     pub fn migrate(&mut self, vault: &Vault) -> Result<u64> {
         self.require_update(vault)?;
+        let per_batch = (MIGRATE_BATCH / self.layout.chunk_size()).max(1) as usize;
+        let data = self
+            .data
+            .try_clone()
+            .map_err(|e| Error::io(&self.data_path, e))?;
+        let mut done = 0u64;
+        let mut from = 0usize;
+        let mut pool: Vec<Vec<u8>> = Vec::new();
+        // The next batch, sealed ahead against the version named by the hash.
+        let mut ahead: Option<(Resealed, [u8; 32], u32)> = None;
+        loop {
+            let _lock = self.lock()?;
+            // Builds on the newest committed state (another mount may have
+            // written, or pending writes of our own are committed first).
+            self.refresh_for_change(vault)?;
+            self.require_update(vault)?;
+            let cur = self.committed.access.epoch;
+            let key = self.current_key()?;
+            let version = self.committed.sidecar.manifest.hash();
+            let sealed = match ahead.take() {
+                Some((r, v, e)) if v == version && e == cur => r,
+                stale => {
+                    if let Some((r, ..)) = stale {
+                        // The file changed meanwhile: redo that batch from disk.
+                        from = r.batch[0] as usize;
+                        pool.extend(r.runs.into_iter().map(|(_, b)| b));
+                    }
+                    let batch = self.stale_batch(from, cur, per_batch);
+                    if batch.is_empty() {
+                        break;
+                    }
+                    self.resealer(&data).run(batch, cur, &key, &mut pool)?
+                }
+            };
+            let (first, last) = (sealed.batch[0], *sealed.batch.last().expect("not empty"));
+            from = last as usize + 1;
+            for (idx, hash) in &sealed.hashes {
+                self.chunks[*idx as usize] = Some(crate::format::ChunkRef {
+                    epoch: cur,
+                    hash: *hash,
+                });
+            }
+            let next = self.stale_batch(from, cur, per_batch);
+            let resealer = (!next.is_empty()).then(|| self.resealer(&data));
+            let mut spare = std::mem::take(&mut pool);
+            let slot = self.layout.slot_size() as usize;
+            let mut journaled: Vec<(u64, &[u8])> = Vec::with_capacity(sealed.batch.len());
+            let mut writes: Vec<(u64, &[u8])> = Vec::with_capacity(sealed.runs.len());
+            for (start, buf) in &sealed.runs {
+                writes.push((self.layout.slot_offset(*start), &buf[..]));
+                for (k, stored) in buf.chunks(slot).enumerate() {
+                    journaled.push((start + k as u64, stored));
+                }
+            }
+            let (committed, next_sealed) = std::thread::scope(|scope| {
+                let key2 = key.clone();
+                let spare = &mut spare;
+                let worker = resealer.map(|r| scope.spawn(move || r.run(next, cur, &key2, spare)));
+                let committed =
+                    self.finish_commit(vault, cur, &key, &journaled, &writes, Durability::Lazy);
+                let next_sealed = worker
+                    .map(|w| w.join().expect("a re-encryption worker panicked"))
+                    .transpose();
+                (committed, next_sealed)
+            });
+            committed?;
+            drop(journaled);
+            drop(writes);
+            pool.append(&mut spare);
+            pool.extend(sealed.runs.into_iter().map(|(_, b)| b));
+            if let Some(r) = next_sealed? {
+                ahead = Some((r, self.committed.sidecar.manifest.hash(), cur));
+            }
+            {
+                // Let the disk work while the next batch is re-encrypted (the
+                // data has to get there anyway: fdatasync or syncfs at the end).
+                let at = self.layout.slot_offset(first);
+                let end = self.layout.slot_offset(last + 1);
+                crate::store::sync::start_writeback(&self.data, at, end - at);
+            }
+            done += sealed.batch.len() as u64;
+        }
         let cur = self.committed.access.epoch;
-        let stale: Vec<u64> = self
-            .chunks
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| matches!(c, Some(c) if c.epoch < cur))
-            .map(|(i, _)| i as u64)
-            .collect();
         let needs_prune = self
             .committed
             .sidecar
             .keys
             .iter()
             .any(|k| k.epoch != cur || k.earlier.is_some());
-        if stale.is_empty() && !needs_prune {
+        if done == 0 && !needs_prune {
             return Ok(0);
-        }
-        // In batches that bound memory: each batch is committed as a content
-        // version of its own (a mix of epochs is a valid state, every epoch in use
-        // being committed to in the manifest).
-        let per_batch =
-            (super::file::DIRTY_LIMIT as u64 / self.layout.chunk_size()).max(1) as usize;
-        for batch in stale.chunks(per_batch) {
-            for idx in batch {
-                self.dirty_chunk(*idx, true)?;
-            }
-            self.commit(vault, Durability::Lazy)?;
         }
         // The last commit prunes the old epochs; it is made durable as asked.
         self.force_commit = true;
         self.commit(vault, vault.change_durability())?;
-        Ok(stale.len() as u64)
+        Ok(done)
+    }
+
+    /// Up to `max` indices from `from` on of chunks stored on an epoch before `cur`.
+    fn stale_batch(&self, from: usize, cur: u32, max: usize) -> Vec<u64> {
+        self.chunks
+            .iter()
+            .enumerate()
+            .skip(from)
+            .filter(|(_, c)| matches!(c, Some(c) if c.epoch < cur))
+            .map(|(i, _)| i as u64)
+            .take(max)
+            .collect()
+    }
+
+    /// What re-encrypting chunks needs, taken from the committed state so it
+    /// can run while `self` commits the batch before.
+    fn resealer<'a>(&self, data: &'a std::fs::File) -> Resealer<'a> {
+        Resealer {
+            data,
+            data_path: self.data_path.clone(),
+            file_id: self.file_id,
+            layout: self.layout,
+            size: self.committed.manifest.size,
+            chunks: self.chunks.clone(),
+            keys: self.keys.clone(),
+            overlay: self.journal_overlay.clone(),
+            display: self.display.clone(),
+        }
     }
 }
+
+/// A batch re-encrypted in memory: the runs of adjacent chunks (first index,
+/// stored bytes as laid out in the content file) and each chunk's new hash.
+struct Resealed {
+    batch: Vec<u64>,
+    runs: Vec<(u64, Vec<u8>)>,
+    hashes: Vec<(u64, [u8; 32])>,
+}
+
+struct Resealer<'a> {
+    data: &'a std::fs::File,
+    data_path: std::path::PathBuf,
+    file_id: [u8; 16],
+    layout: crate::format::data::Layout,
+    size: u64,
+    chunks: Vec<Option<crate::format::ChunkRef>>,
+    keys: std::collections::HashMap<u32, SecretKey>,
+    overlay: std::collections::HashMap<u64, Vec<u8>>,
+    display: String,
+}
+
+impl Resealer<'_> {
+    /// Reads the committed chunks `batch` (ascending, each stored on an old
+    /// epoch), checks each against the manifest and re-encrypts it in place
+    /// under `key` (epoch `epoch`) with a fresh nonce. Buffers come from `pool`.
+    fn run(
+        &self,
+        batch: Vec<u64>,
+        epoch: u32,
+        key: &SecretKey,
+        pool: &mut Vec<Vec<u8>>,
+    ) -> Result<Resealed> {
+        let stored_len =
+            |idx: u64| self.layout.chunk_plain_len(self.size, idx) + crate::crypto::chunk::OVERHEAD;
+        let slot = self.layout.slot_size() as usize;
+        let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut i = 0;
+        while i < batch.len() {
+            let mut j = i + 1;
+            while j < batch.len() && batch[j] == batch[j - 1] + 1 {
+                j += 1;
+            }
+            let at = self.layout.slot_offset(batch[i]);
+            let len = (j - i - 1) * slot + stored_len(batch[j - 1]);
+            let mut buf = pool.pop().unwrap_or_default();
+            // Every byte is read over: zero only what a reused buffer lacks.
+            buf.resize(len, 0);
+            let got = super::file::read_full_at(self.data, &mut buf, at)
+                .map_err(|e| Error::io(&self.data_path, e))?;
+            if got != len {
+                return Err(Error::integrity(format!(
+                    "{}: content file is shorter than the signed manifest says (truncated)",
+                    self.display
+                )));
+            }
+            runs.push((batch[i], buf));
+            i = j;
+        }
+        let mut work: Vec<(u64, &mut [u8])> = Vec::with_capacity(batch.len());
+        for (start, buf) in runs.iter_mut() {
+            for (k, stored) in buf.chunks_mut(slot).enumerate() {
+                work.push((*start + k as u64, stored));
+            }
+        }
+        let one = |(idx, stored): &mut (u64, &mut [u8])| -> Result<(u64, [u8; 32])> {
+            let idx = *idx;
+            let r = self.chunks[idx as usize].expect("only stored chunks are stale");
+            if *blake3::hash(stored).as_bytes() != r.hash {
+                match self.overlay.get(&idx) {
+                    Some(j) if *blake3::hash(j).as_bytes() == r.hash && j.len() == stored.len() => {
+                        stored.copy_from_slice(j)
+                    }
+                    _ => {
+                        return Err(Error::integrity(format!(
+                            "{}: chunk {idx} does not match the signed manifest (modified, truncated or rolled back)",
+                            self.display
+                        )))
+                    }
+                }
+            }
+            let old = self.keys.get(&r.epoch).ok_or_else(|| {
+                Error::AccessDenied(format!("{}: no key for epoch {}", self.display, r.epoch))
+            })?;
+            if !crate::crypto::chunk::reseal_in_place(
+                old,
+                r.epoch,
+                key,
+                epoch,
+                &self.file_id,
+                idx,
+                stored,
+            ) {
+                return Err(Error::integrity(format!(
+                    "{}: chunk {idx} fails authentication",
+                    self.display
+                )));
+            }
+            Ok((idx, *blake3::hash(stored).as_bytes()))
+        };
+        // The chunks are independent: split them over the cores.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4)
+            .min(work.len().div_ceil(4).max(1));
+        let hashes = if workers == 1 {
+            work.iter_mut().map(one).collect::<Result<Vec<_>>>()?
+        } else {
+            let per = work.len().div_ceil(workers);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = work
+                    .chunks_mut(per)
+                    .map(|part| {
+                        scope.spawn(|| part.iter_mut().map(one).collect::<Result<Vec<_>>>())
+                    })
+                    .collect();
+                let mut out = Vec::with_capacity(batch.len());
+                for h in handles {
+                    out.extend(h.join().expect("a re-encryption worker panicked")?);
+                }
+                Ok::<_, Error>(out)
+            })?
+        };
+        drop(work);
+        Ok(Resealed {
+            batch,
+            runs,
+            hashes,
+        })
+    }
+}
+
+/// Plaintext bytes re-encrypted per commit by `migrate` (bounds memory: the
+/// batch is held about three times, read, sealed and journaled).
+pub const MIGRATE_BATCH: u64 = 32 << 20;
 
 impl Vault {
     /// Re-reads a file's access state without needing a key (for `coffer access`).
