@@ -184,7 +184,67 @@ pub struct Journal {
     pub file_id: [u8; 16],
     /// Hash of the signed manifest these chunks belong to.
     pub manifest_hash: [u8; 32],
+    #[serde(with = "chunk_list")]
     pub chunks: Vec<(u64, Vec<u8>)>,
+}
+
+/// The journal's chunks with each stored chunk as one byte string. postcard
+/// writes a byte string exactly like a sequence of `u8` (length, then the
+/// bytes), so the wire format is unchanged; this only avoids serde's per-byte
+/// path, which was the largest cost of a commit of overwritten chunks.
+mod chunk_list {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::{SerializeSeq, Serializer};
+    use serde::{Deserialize, Serialize};
+
+    struct Bytes<'a>(&'a [u8]);
+
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    struct ByteBuf(Vec<u8>);
+
+    impl<'de> Deserialize<'de> for ByteBuf {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = ByteBuf;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a byte string")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                    Ok(ByteBuf(v.to_vec()))
+                }
+                fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
+                    Ok(ByteBuf(v))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<ByteBuf, A::Error> {
+                    let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 20));
+                    while let Some(b) = a.next_element()? {
+                        v.push(b);
+                    }
+                    Ok(ByteBuf(v))
+                }
+            }
+            d.deserialize_bytes(V)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(chunks: &[(u64, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(chunks.len()))?;
+        for (idx, stored) in chunks {
+            seq.serialize_element(&(idx, Bytes(stored)))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(u64, Vec<u8>)>, D::Error> {
+        let v: Vec<(u64, ByteBuf)> = Deserialize::deserialize(d)?;
+        Ok(v.into_iter().map(|(i, b)| (i, b.0)).collect())
+    }
 }
 
 /// A long-name side file: the full encrypted name of a hashed entry name.
@@ -211,4 +271,45 @@ pub fn chunks_root(chunks: &[Option<ChunkRef>]) -> [u8; 32] {
         }
     }
     *h.finalize().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The journal as it was encoded before `chunk_list` (serde's default for
+    /// `Vec<u8>`): the bytes on disk must not change.
+    #[derive(Serialize, Deserialize)]
+    struct PlainJournal {
+        format_version: u16,
+        file_id: [u8; 16],
+        manifest_hash: [u8; 32],
+        chunks: Vec<(u64, Vec<u8>)>,
+    }
+
+    #[test]
+    fn journal_chunks_keep_the_plain_wire_format() {
+        let chunks: Vec<(u64, Vec<u8>)> = vec![
+            (0, (0..=255u8).collect()),
+            (300, vec![]),
+            (7, vec![0x80; 1000]),
+        ];
+        let j = Journal {
+            format_version: 1,
+            file_id: [3; 16],
+            manifest_hash: [4; 32],
+            chunks: chunks.clone(),
+        };
+        let plain = PlainJournal {
+            format_version: 1,
+            file_id: [3; 16],
+            manifest_hash: [4; 32],
+            chunks,
+        };
+        let a = postcard::to_stdvec(&j).unwrap();
+        assert_eq!(a, postcard::to_stdvec(&plain).unwrap());
+        let back: Journal = postcard::from_bytes(&a).unwrap();
+        assert_eq!(back.chunks, j.chunks);
+        assert_eq!(back.manifest_hash, j.manifest_hash);
+    }
 }
