@@ -219,7 +219,15 @@ impl OpenFile {
         let opened = par_map(jobs, |(f, piece, mine)| {
             let ok = *blake3::hash(piece).as_bytes() == f.r.hash
                 && keys.get(&f.r.epoch).is_some_and(|k| {
-                    chunk::open_range(k, file_id, f.r.epoch, f.idx, piece, f.lo, mine)
+                    chunk::open_range(
+                        k,
+                        file_id,
+                        f.r.epoch,
+                        f.idx,
+                        piece,
+                        f.lo.min(f.plain_len),
+                        mine,
+                    )
                 });
             (f, ok, mine)
         });
@@ -442,7 +450,11 @@ impl OpenFile {
                     // The last commit was lazy (the flusher's): its sidecar
                     // rename must reach the disk too.
                     let path = vault.paths.sidecar(&self.file_id);
-                    sync_file_and_dir(&path).map_err(|e| Error::io(&path, e))?;
+                    match sync_file_and_dir(&path) {
+                        // Deleted meanwhile: nothing left to make durable.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        r => r.map_err(|e| Error::io(&path, e))?,
+                    }
                 }
                 self.synced = true;
             }
