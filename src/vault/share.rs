@@ -460,7 +460,9 @@ impl OpenFile {
                 let spare = &mut spare;
                 let worker = resealer.map(|r| scope.spawn(move || r.run(next, cur, &key2, spare)));
                 let committed =
-                    self.finish_commit(vault, cur, &key, &journaled, &writes, Durability::Lazy);
+                    // Every chunk of a batch overwrites a committed one: nothing
+                    // goes into free slots before the commit point.
+                    self.finish_commit(vault, cur, &key, &journaled, &writes, Durability::Lazy, false);
                 let next_sealed = worker
                     .map(|w| w.join().expect("a re-encryption worker panicked"))
                     .transpose();
