@@ -225,6 +225,13 @@ impl Inner {
         self.entry(&path)
     }
 
+    /// Deletes a gone file's sidecar and journal, its inode freed by the reaper.
+    fn remove_file_meta(&self, id: &[u8; 16]) {
+        let held = self.reaper.hold(&self.vault.paths.sidecar(id));
+        self.vault.remove_file_meta(id);
+        self.reaper.release(held);
+    }
+
     /// Marks the open state of a file whose last link is gone.
     fn detach(&self, backing_ino: u64) {
         let ino = crate::lock(&self.inodes).ino_for(backing_ino);
@@ -258,14 +265,17 @@ impl Inner {
                 .map_err(|e| self.fail("history log", e))?,
             None => self.note_link(entry_id, &dir, &bn.name, false)?,
         }
+        // The last link's inode (and the sidecar's) die in the reaper, not here.
+        let held = id.and_then(|_| self.reaper.hold(&path));
         if let Err(e) = fs::remove_file(&path) {
             let _ = self.note_link(entry_id, &dir, &bn.name, true);
             return Err(Inner::io_err(e));
         }
+        self.reaper.release(held);
         if let Some(id) = id {
             // Unlinked but open: keep serving it from memory and the open fd.
             self.detach(m.ino());
-            self.vault.remove_file_meta(&id);
+            self.remove_file_meta(&id);
         }
         if bn.long.is_some() {
             self.vault.remove_long_name(&dir, &bn.name);
@@ -290,7 +300,9 @@ impl Inner {
         remove_internal_files(&path);
         let record = path.join(DIR_RECORD);
         let saved = fs::read(&record).ok();
+        let held = (self.reaper.hold(&record), self.reaper.hold(&path));
         let _ = fs::remove_file(&record);
+        self.reaper.release(held.0);
         if let Err(e) = fs::remove_dir(&path) {
             // Someone created an entry meanwhile: put the record back.
             if let Some(bytes) = saved {
@@ -299,6 +311,7 @@ impl Inner {
             let _ = self.note_link(dir_id, &dir, &bn.name, true);
             return Err(Inner::io_err(e));
         }
+        self.reaper.release(held.1);
         crate::lock(&self.dir_ids).remove(&m.ino());
         if bn.long.is_some() {
             self.vault.remove_long_name(&dir, &bn.name);
@@ -380,6 +393,7 @@ impl Inner {
         if exchange {
             self.note_link(to_id, &from_dir, &from_bn.name, true)?;
         }
+        let held = replaced_id.and_then(|_| self.reaper.hold(&to));
         let result = if flags != 0 {
             super::sys::renameat2(&from, &to, flags)
         } else {
@@ -398,11 +412,12 @@ impl Inner {
             }
             return Err(Inner::io_err(e));
         }
+        self.reaper.release(held);
         if let Some(m) = &replaced {
             if m.is_file() {
                 if let Some(id) = replaced_id {
                     self.detach(m.ino());
-                    self.vault.remove_file_meta(&id);
+                    self.remove_file_meta(&id);
                 }
             }
             if m.is_dir() {
