@@ -358,7 +358,7 @@ impl LogWriter {
     /// Appends one event (under an flock, re-reading the tail so two mounts of one
     /// identity keep one chain).
     pub fn append(&mut self, me: &Identity, event: Event) -> Result<()> {
-        self.append_all(me, vec![event])
+        self.append_all(me, vec![event]).map(|_| ())
     }
 
     /// The log file, kept open between appends; reopened if the path no longer
@@ -389,10 +389,17 @@ impl LogWriter {
     }
 
     /// Appends events in one write (under an flock, reading first what another
-    /// writer of this identity appended, so two mounts keep one chain).
-    pub fn append_all(&mut self, me: &Identity, events: Vec<Event>) -> Result<()> {
+    /// writer of this identity appended, so two mounts keep one chain). Returns
+    /// where the log ended just before and just after these events, so a reader
+    /// that had applied the log up to the first can apply them without reading
+    /// them back.
+    pub fn append_all(
+        &mut self,
+        me: &Identity,
+        events: Vec<Event>,
+    ) -> Result<(LogPosition, LogPosition)> {
         if events.is_empty() {
-            return Ok(());
+            return Ok((self.known, self.known));
         }
         let path = log_path(&self.dir, &self.member);
         let f = self.file()?.try_clone().map_err(|e| Error::io(&path, e))?;
@@ -426,11 +433,12 @@ impl LogWriter {
         }
         (&f).write_all(&rec).map_err(|e| Error::io(&path, e))?;
         self.unsigned_tail += at.entries - self.known.entries;
+        let before = self.known;
         self.known = LogPosition {
             offset: self.known.offset + rec.len() as u64,
             ..at
         };
-        Ok(())
+        Ok((before, self.known))
     }
 
     /// Reads what was appended since `known` (all of it if the log shrank),

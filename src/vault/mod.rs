@@ -235,10 +235,25 @@ impl Vault {
 
     /// Appends several events in one write.
     pub fn record_all(&self, events: Vec<crate::history::log::Event>) -> Result<()> {
-        if self.read_only {
+        if self.read_only || events.is_empty() {
             return Ok(());
         }
-        crate::lock(&self.log).append_all(&self.me, events)
+        let mut log = crate::lock(&self.log);
+        let (before, after) = log.append_all(&self.me, events.clone())?;
+        // We just signed these: the binding index takes them as they are instead
+        // of reading and verifying them back on the next open (lock order: log,
+        // then bindings, as nothing takes the log while holding the bindings).
+        let me = self.me.member_id();
+        let mut idx = crate::lock(&self.bindings);
+        if idx.apply_own(me, before, after, &events) {
+            self.seen.observe_log(me, after.entries, after.head);
+        } else {
+            // Behind (first append of this mount, or another writer of this
+            // identity appended): catch up now, so the following appends match.
+            // A failure here is reported by the next open that checks the history.
+            let _ = idx.refresh(self);
+        }
+        Ok(())
     }
 
     /// Records that the entry `backing_name` in the directory `parent` now names
@@ -328,6 +343,17 @@ impl Vault {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// Each member's id and signing key: what a history refresh needs, without
+    /// cloning whole records on every open.
+    pub fn member_keys(&self) -> Vec<(MemberId, [u8; 32])> {
+        self.members
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(id, m)| (*id, m.public.ed25519))
+            .collect()
     }
 
     pub fn member(&self, id: &MemberId) -> Option<MemberRecord> {
