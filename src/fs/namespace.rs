@@ -506,8 +506,12 @@ fn set_mode(path: &Path, mode: u32) {
 
 fn nix_geteuid() -> u32 {
     use std::os::unix::fs::MetadataExt;
+    // The daemon never changes its uid: look it up once, not on every create.
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     // The owner of /proc/self is the effective uid; avoids another unsafe call.
-    fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX)
+    *EUID.get_or_init(|| {
+        fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX)
+    })
 }
