@@ -381,18 +381,25 @@ impl Inner {
         } else {
             to_id
         };
-        self.note_link(from_id, &from_dir, &from_bn.name, false)?;
-        match replaced_id {
-            Some(id) => self
-                .vault
-                .record_delete(&id)
-                .map_err(|e| self.fail("history log", e))?,
-            None => self.note_link(to_id, &to_dir, &to_bn.name, false)?,
-        }
-        self.note_link(from_id, &to_dir, &to_bn.name, true)?;
+        // All of the rename's history in one append (one write, one lock).
+        let link = |id: Option<[u8; 16]>, dir: &Path, name: &OsStr, linked: bool| {
+            id.map(|id| self.vault.link_event(id, dir, name, linked))
+        };
+        let mut events = vec![link(from_id, &from_dir, &from_bn.name, false)];
+        events.push(match replaced_id {
+            Some(id) => Some(Ok(crate::history::log::Event::FileDeleted { file_id: id })),
+            None => link(to_id, &to_dir, &to_bn.name, false),
+        });
+        events.push(link(from_id, &to_dir, &to_bn.name, true));
         if exchange {
-            self.note_link(to_id, &from_dir, &from_bn.name, true)?;
+            events.push(link(to_id, &from_dir, &from_bn.name, true));
         }
+        let events = events
+            .into_iter()
+            .flatten()
+            .collect::<crate::Result<Vec<_>>>()
+            .and_then(|events| self.vault.record_all(events));
+        events.map_err(|e| self.fail("history log", e))?;
         let held = replaced_id.and_then(|_| self.reaper.hold(&to));
         let result = if flags != 0 {
             super::sys::renameat2(&from, &to, flags)

@@ -265,12 +265,23 @@ impl Vault {
         backing_name: &std::ffi::OsStr,
         linked: bool,
     ) -> Result<()> {
+        self.record(self.link_event(id, parent, backing_name, linked)?)
+    }
+
+    /// The event [`Vault::record_link`] appends, for batching several in one append.
+    pub fn link_event(
+        &self,
+        id: [u8; 16],
+        parent: &Path,
+        backing_name: &std::ffi::OsStr,
+        linked: bool,
+    ) -> Result<crate::history::log::Event> {
         let dir_id = self.read_dir_record(parent)?.dir_id;
         let name = crate::history::log::name_tag(
             &dir_id,
             std::os::unix::ffi::OsStrExt::as_bytes(backing_name),
         );
-        self.record(if linked {
+        Ok(if linked {
             crate::history::log::Event::Linked { id, name }
         } else {
             crate::history::log::Event::Unlinked { id, name }
