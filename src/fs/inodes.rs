@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const ROOT: u64 = 1;
 
 #[derive(Debug)]
 struct Node {
-    /// Backing paths this inode is reachable by (more than one for hard links).
-    paths: Vec<PathBuf>,
+    /// Backing paths this inode is reachable by (more than one for hard links),
+    /// shared with `by_path` so each path is stored once.
+    paths: Vec<Arc<Path>>,
     lookups: u64,
 }
 
@@ -19,18 +21,19 @@ pub struct InodeTable {
     nodes: HashMap<u64, Node>,
     /// Which inode each known path belongs to, so unlink and the rename of a
     /// file touch one node instead of scanning the table.
-    by_path: HashMap<PathBuf, u64>,
+    by_path: HashMap<Arc<Path>, u64>,
 }
 
 impl InodeTable {
     pub fn new(root_path: PathBuf, root_backing_ino: u64) -> Self {
         let mut nodes = HashMap::new();
         let mut by_path = HashMap::new();
-        by_path.insert(root_path.clone(), ROOT);
+        let root: Arc<Path> = root_path.into();
+        by_path.insert(root.clone(), ROOT);
         nodes.insert(
             ROOT,
             Node {
-                paths: vec![root_path],
+                paths: vec![root],
                 lookups: 1,
             },
         );
@@ -53,7 +56,9 @@ impl InodeTable {
     }
 
     pub fn path(&self, ino: u64) -> Option<PathBuf> {
-        self.nodes.get(&ino).and_then(|n| n.paths.first().cloned())
+        self.nodes
+            .get(&ino)
+            .and_then(|n| n.paths.first().map(|p| p.to_path_buf()))
     }
 
     /// Records a lookup of `ino` at `path` (the kernel now holds one more reference).
@@ -63,17 +68,26 @@ impl InodeTable {
             lookups: 0,
         });
         node.lookups += 1;
-        if let Some(pos) = node.paths.iter().position(|p| p == path) {
-            // Most recently confirmed path first.
+        if let Some(pos) = node.paths.iter().position(|p| &**p == path) {
+            // Most recently confirmed path first; the map already has this path.
             node.paths.swap(0, pos);
-        } else {
-            node.paths.insert(0, path.to_path_buf());
+            if self.by_path.get(path) == Some(&ino) {
+                return;
+            }
         }
+        let shared: Arc<Path> = match node.paths.iter().find(|p| &***p == path) {
+            Some(p) => p.clone(),
+            None => {
+                let p: Arc<Path> = path.into();
+                node.paths.insert(0, p.clone());
+                p
+            }
+        };
         // A path now names this inode; an older inode under it lost the name.
-        if let Some(old) = self.by_path.insert(path.to_path_buf(), ino) {
+        if let Some(old) = self.by_path.insert(shared, ino) {
             if old != ino {
                 if let Some(n) = self.nodes.get_mut(&old) {
-                    n.paths.retain(|p| p != path);
+                    n.paths.retain(|p| &**p != path);
                 }
             }
         }
@@ -88,8 +102,8 @@ impl InodeTable {
             if node.lookups == 0 {
                 if let Some(node) = self.nodes.remove(&ino) {
                     for p in node.paths {
-                        if self.by_path.get(&p) == Some(&ino) {
-                            self.by_path.remove(&p);
+                        if self.by_path.get(&*p) == Some(&ino) {
+                            self.by_path.remove(&*p);
                         }
                     }
                 }
@@ -101,7 +115,7 @@ impl InodeTable {
     pub fn unlink_path(&mut self, path: &Path) {
         if let Some(ino) = self.by_path.remove(path) {
             if let Some(node) = self.nodes.get_mut(&ino) {
-                node.paths.retain(|p| p != path);
+                node.paths.retain(|p| &**p != path);
             }
         }
     }
@@ -112,16 +126,17 @@ impl InodeTable {
         self.unlink_path(to);
         if !is_dir {
             if let Some(ino) = self.by_path.remove(from) {
+                let to: Arc<Path> = to.into();
                 if let Some(node) = self.nodes.get_mut(&ino) {
-                    for p in node.paths.iter_mut().filter(|p| p.as_path() == from) {
-                        *p = to.to_path_buf();
+                    for p in node.paths.iter_mut().filter(|p| &***p == from) {
+                        *p = to.clone();
                     }
                 }
-                self.by_path.insert(to.to_path_buf(), ino);
+                self.by_path.insert(to, ino);
             }
             return;
         }
-        let moved: Vec<(PathBuf, u64)> = self
+        let moved: Vec<(Arc<Path>, u64)> = self
             .by_path
             .iter()
             .filter(|(p, _)| p.starts_with(from))
@@ -129,12 +144,12 @@ impl InodeTable {
             .collect();
         for (old, ino) in moved {
             let rest = old.strip_prefix(from).expect("filtered by prefix");
-            let new = if rest.as_os_str().is_empty() {
-                to.to_path_buf()
+            let new: Arc<Path> = if rest.as_os_str().is_empty() {
+                to.into()
             } else {
-                to.join(rest)
+                to.join(rest).into()
             };
-            self.by_path.remove(&old);
+            self.by_path.remove(&*old);
             if let Some(node) = self.nodes.get_mut(&ino) {
                 for p in node.paths.iter_mut().filter(|p| **p == old) {
                     *p = new.clone();
@@ -162,6 +177,26 @@ mod tests {
         assert_eq!(t.path(8).unwrap(), Path::new("/v/tree/z"));
         t.forget(7, 1);
         assert!(t.path(7).is_none());
+    }
+
+    #[test]
+    fn a_path_moves_to_the_inode_that_now_has_it() {
+        let mut t = InodeTable::new("/r".into(), 2);
+        t.remember(5, Path::new("/r/a"));
+        t.remember(5, Path::new("/r/a"));
+        t.remember(6, Path::new("/r/a"));
+        assert!(t.path(5).is_none());
+        assert_eq!(t.path(6).unwrap(), Path::new("/r/a"));
+        // 5 comes back under the name: 6 loses it, and one forget of 6 ends it.
+        t.remember(5, Path::new("/r/a"));
+        assert!(t.path(6).is_none());
+        t.forget(6, 1);
+        assert_eq!(t.path(5).unwrap(), Path::new("/r/a"));
+        t.rename(Path::new("/r/a"), Path::new("/r/b"), false);
+        assert_eq!(t.path(5).unwrap(), Path::new("/r/b"));
+        t.forget(5, 3);
+        assert!(t.path(5).is_none());
+        assert_eq!(t.by_path.len(), 1, "only the root is left");
     }
 
     #[test]

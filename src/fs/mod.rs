@@ -6,6 +6,7 @@
 //! - `files.rs`: open, read, write, flush, fsync, truncate (shared per-inode state)
 //! - `xattr.rs`: encrypted `user.*` extended attributes
 //! - `adapter.rs`: the `fuser::Filesystem` impl that turns results into replies
+//! - `reaper.rs`: closes unlinked backing files off the request path
 //! - `sys.rs`: the libc calls std lacks (the only `unsafe` in the adapter)
 
 mod adapter;
@@ -13,6 +14,7 @@ mod attr;
 mod files;
 mod inodes;
 mod namespace;
+mod reaper;
 mod sys;
 mod xattr;
 
@@ -70,6 +72,8 @@ pub(crate) struct Inner {
     pub dir_ids: Mutex<HashMap<u64, [u8; 16]>>,
     /// Manifest hash each inode had at its last open, to keep the page cache.
     pub seen_versions: Mutex<HashMap<u64, [u8; 32]>>,
+    /// Frees the inodes of unlinked backing files in the background.
+    pub reaper: reaper::Reaper,
     pub stop: AtomicBool,
 }
 
@@ -184,6 +188,7 @@ pub fn mount(
         next_fh: AtomicU64::new(1),
         dir_ids: Mutex::new(HashMap::new()),
         seen_versions: Mutex::new(HashMap::new()),
+        reaper: reaper::Reaper::start(),
         stop: AtomicBool::new(false),
     });
 
@@ -247,6 +252,7 @@ pub fn mount(
     let result = background.join();
     inner.stop.store(true, Ordering::Relaxed);
     inner.flush_all();
+    inner.reaper.stop();
     let _ = flusher.join();
     result.map_err(|e| Error::io(mountpoint, e))
 }

@@ -225,6 +225,13 @@ impl Inner {
         self.entry(&path)
     }
 
+    /// Deletes a gone file's sidecar and journal, its inode freed by the reaper.
+    fn remove_file_meta(&self, id: &[u8; 16]) {
+        let held = self.reaper.hold(&self.vault.paths.sidecar(id));
+        self.vault.remove_file_meta(id);
+        self.reaper.release(held);
+    }
+
     /// Marks the open state of a file whose last link is gone.
     fn detach(&self, backing_ino: u64) {
         let ino = crate::lock(&self.inodes).ino_for(backing_ino);
@@ -263,14 +270,17 @@ impl Inner {
                 .map_err(|e| self.fail("history log", e))?,
             None => self.note_link(entry_id, &dir, &bn.name, false)?,
         }
+        // The last link's inode (and the sidecar's) die in the reaper, not here.
+        let held = id.and_then(|_| self.reaper.hold(&path));
         if let Err(e) = fs::remove_file(&path) {
             let _ = self.note_link(entry_id, &dir, &bn.name, true);
             return Err(Inner::io_err(e));
         }
+        self.reaper.release(held);
         if let Some(id) = id {
             // Unlinked but open: keep serving it from memory and the open fd.
             self.detach(m.ino());
-            self.vault.remove_file_meta(&id);
+            self.remove_file_meta(&id);
         }
         if bn.long.is_some() {
             self.vault.remove_long_name(&dir, &bn.name);
@@ -295,7 +305,9 @@ impl Inner {
         remove_internal_files(&path);
         let record = path.join(DIR_RECORD);
         let saved = fs::read(&record).ok();
+        let held = (self.reaper.hold(&record), self.reaper.hold(&path));
         let _ = fs::remove_file(&record);
+        self.reaper.release(held.0);
         if let Err(e) = fs::remove_dir(&path) {
             // Someone created an entry meanwhile: put the record back.
             if let Some(bytes) = saved {
@@ -304,6 +316,7 @@ impl Inner {
             let _ = self.note_link(dir_id, &dir, &bn.name, true);
             return Err(Inner::io_err(e));
         }
+        self.reaper.release(held.1);
         crate::lock(&self.dir_ids).remove(&m.ino());
         if bn.long.is_some() {
             self.vault.remove_long_name(&dir, &bn.name);
@@ -373,18 +386,26 @@ impl Inner {
         } else {
             to_id
         };
-        self.note_link(from_id, &from_dir, &from_bn.name, false)?;
-        match replaced_id {
-            Some(id) => self
-                .vault
-                .record_delete(&id)
-                .map_err(|e| self.fail("history log", e))?,
-            None => self.note_link(to_id, &to_dir, &to_bn.name, false)?,
-        }
-        self.note_link(from_id, &to_dir, &to_bn.name, true)?;
+        // All of the rename's history in one append (one write, one lock).
+        let link = |id: Option<[u8; 16]>, dir: &Path, name: &OsStr, linked: bool| {
+            id.map(|id| self.vault.link_event(id, dir, name, linked))
+        };
+        let mut events = vec![link(from_id, &from_dir, &from_bn.name, false)];
+        events.push(match replaced_id {
+            Some(id) => Some(Ok(crate::history::log::Event::FileDeleted { file_id: id })),
+            None => link(to_id, &to_dir, &to_bn.name, false),
+        });
+        events.push(link(from_id, &to_dir, &to_bn.name, true));
         if exchange {
-            self.note_link(to_id, &from_dir, &from_bn.name, true)?;
+            events.push(link(to_id, &from_dir, &from_bn.name, true));
         }
+        let events = events
+            .into_iter()
+            .flatten()
+            .collect::<crate::Result<Vec<_>>>()
+            .and_then(|events| self.vault.record_all(events));
+        events.map_err(|e| self.fail("history log", e))?;
+        let held = replaced_id.and_then(|_| self.reaper.hold(&to));
         let result = if flags != 0 {
             super::sys::renameat2(&from, &to, flags)
         } else {
@@ -403,11 +424,12 @@ impl Inner {
             }
             return Err(Inner::io_err(e));
         }
+        self.reaper.release(held);
         if let Some(m) = &replaced {
             if m.is_file() {
                 if let Some(id) = replaced_id {
                     self.detach(m.ino());
-                    self.vault.remove_file_meta(&id);
+                    self.remove_file_meta(&id);
                 }
             }
             if m.is_dir() {
@@ -496,8 +518,12 @@ fn set_mode(path: &Path, mode: u32) {
 
 fn nix_geteuid() -> u32 {
     use std::os::unix::fs::MetadataExt;
+    // The daemon never changes its uid: look it up once, not on every create.
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     // The owner of /proc/self is the effective uid; avoids another unsafe call.
-    fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX)
+    *EUID.get_or_init(|| {
+        fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX)
+    })
 }

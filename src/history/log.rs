@@ -460,7 +460,9 @@ impl LogWriter {
 
     /// Appends events in one write (under an flock, reading first what another
     /// writer of this identity appended, so two mounts keep one chain). Returns
-    /// where the log stood before the new entries and after them.
+    /// where the log ended just before and just after these events, so a reader
+    /// that had applied the log up to the first can apply them without reading
+    /// them back.
     pub fn append_all(
         &mut self,
         me: &Identity,
@@ -469,17 +471,29 @@ impl LogWriter {
         if events.is_empty() {
             return Ok((self.known, self.known));
         }
+        // Borrow the held descriptor out of `self` for the append (no dup per append).
+        self.file()?;
+        let f = self.file.take().expect("opened by file()");
+        let result = self.append_locked(me, &f, events);
+        self.file = Some(f);
+        result
+    }
+
+    fn append_locked(
+        &mut self,
+        me: &Identity,
+        f: &File,
+        events: Vec<Event>,
+    ) -> Result<(LogPosition, LogPosition)> {
         let path = log_path(&self.dir, &self.member);
-        let f = self.file()?.try_clone().map_err(|e| Error::io(&path, e))?;
-        let _lock = FileLock::exclusive(&f).map_err(|e| Error::io(&path, e))?;
+        let _lock = FileLock::exclusive(f).map_err(|e| Error::io(&path, e))?;
         let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
-        self.catch_up(me, &f, len, true)?;
+        self.catch_up(me, f, len, true)?;
         let mut rec = Vec::new();
         if self.known.offset == 0 {
             rec.extend_from_slice(&LOG_MAGIC);
             rec.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         }
-        let before = self.known;
         let mut at = self.known;
         for event in events {
             let entry = LogEntry {
@@ -500,8 +514,10 @@ impl LogWriter {
                 head: signed.hash(),
             };
         }
-        (&f).write_all(&rec).map_err(|e| Error::io(&path, e))?;
+        let mut w = f;
+        w.write_all(&rec).map_err(|e| Error::io(&path, e))?;
         self.unsigned_tail += at.entries - self.known.entries;
+        let before = self.known;
         self.known = LogPosition {
             offset: self.known.offset + rec.len() as u64,
             ..at

@@ -102,25 +102,41 @@ impl BindingIndex {
         )
     }
 
+    /// Applies events this process appended to its own log between `before`
+    /// and `after`, if the index had applied that log exactly up to `before`
+    /// (otherwise the next refresh reads them). True if applied.
+    pub fn apply_own(
+        &mut self,
+        me: MemberId,
+        before: LogPosition,
+        after: LogPosition,
+        events: &[Event],
+    ) -> bool {
+        if self.applied.get(&me).copied().unwrap_or_default() != before {
+            return false;
+        }
+        for e in events {
+            self.apply(e);
+        }
+        self.applied.insert(me, after);
+        true
+    }
+
     /// Applies entries added to any member's log since the last refresh.
     pub fn refresh(&mut self, vault: &super::Vault) -> Result<()> {
-        for m in vault.members() {
-            let id = m.public.member_id();
-            let path = crate::history::log::log_path(&vault.paths.log(), &id);
+        let log_dir = vault.paths.log();
+        for (id, ed25519) in vault.member_keys() {
+            let path = crate::history::log::log_path(&log_dir, &id);
             let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let from = self.applied.get(&id).copied().unwrap_or_default();
             if len == from.offset {
                 continue;
             }
-            let (entries, at, _torn) = read_member_log_from(
-                &vault.paths.log(),
-                &vault.config.vault_id,
-                &id,
-                &m.public.ed25519,
-                from,
-            )
-            .map_err(|e| Error::integrity(format!("history of {}: {e}", m.name)))?;
-            check_log_against_seen(vault, &m.name, &id, from.entries, &entries, at)?;
+            let name = || vault.member(&id).map(|m| m.name).unwrap_or_default();
+            let (entries, at, _torn) =
+                read_member_log_from(&log_dir, &vault.config.vault_id, &id, &ed25519, from)
+                    .map_err(|e| Error::integrity(format!("history of {}: {e}", name())))?;
+            check_log_against_seen(vault, &name(), &id, from.entries, &entries, at)?;
             for e in &entries {
                 self.apply(&e.event);
             }
@@ -251,5 +267,35 @@ impl super::Vault {
                 "{display}: this entry holds a file the signed history never put here (swapped or renamed outside coffer)"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_events_apply_only_on_top_of_what_was_applied() {
+        let me = MemberId([7; 16]);
+        let mut idx = BindingIndex::default();
+        let at = |offset, entries| LogPosition {
+            offset,
+            entries,
+            head: [entries as u8; 32],
+        };
+        let linked = [Event::Linked {
+            id: [1; 16],
+            name: [2; 16],
+        }];
+        // The index has not read the log up to where this append started.
+        assert!(!idx.apply_own(me, at(100, 3), at(200, 4), &linked));
+        assert_eq!(idx.check(&[1; 16], &[0; 16], b"x"), Binding::Unknown);
+        // From the start of an empty log it matches, and the next append chains on.
+        assert!(idx.apply_own(me, LogPosition::default(), at(50, 1), &linked));
+        assert!(idx.bound_to.get(&[2; 16]) == Some(&[1; 16]));
+        let deleted = [Event::FileDeleted { file_id: [1; 16] }];
+        assert!(!idx.apply_own(me, at(60, 2), at(90, 3), &deleted));
+        assert!(idx.apply_own(me, at(50, 1), at(90, 2), &deleted));
+        assert!(idx.bound_to.is_empty());
     }
 }

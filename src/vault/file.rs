@@ -678,6 +678,10 @@ impl OpenFile {
         self.committed.manifest = manifest;
         self.committed.sidecar = sidecar;
         self.committed.stamp = stamp_of(&vault.paths.sidecar(&self.file_id));
+        if !self.detached {
+            // Taken under the data file's lock: the stamp is of our sidecar.
+            vault.remember_verified(&self.file_id, &self.committed, &self.keys);
+        }
         self.truncated_to = None;
         self.force_commit = false;
         self.synced = durability == Durability::Sync;
@@ -1071,6 +1075,25 @@ impl Vault {
                 .insert(*file_id, (stamp, committed.clone(), keys.clone()));
         }
         Ok((committed, keys))
+    }
+
+    /// Caches a state this process just committed (and so need not verify when
+    /// the file is next opened, until its sidecar changes on disk).
+    pub(super) fn remember_verified(
+        &self,
+        file_id: &[u8; 16],
+        committed: &Committed,
+        keys: &HashMap<u32, SecretKey>,
+    ) {
+        if let Some(stamp) = committed.stamp {
+            let mut cache = crate::lock(&self.verified);
+            if cache.entries.len() >= VERIFIED_CACHE_MAX {
+                cache.entries.clear();
+            }
+            cache
+                .entries
+                .insert(*file_id, (stamp, committed.clone(), keys.clone()));
+        }
     }
 
     /// Creates a new encrypted file at `backing` (which must not exist).

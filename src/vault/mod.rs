@@ -253,7 +253,7 @@ impl Vault {
     /// then lags the sidecars, never leads them, which is the state a crash
     /// between a commit and its log append leaves anyway.
     pub fn record_all(&self, events: Vec<crate::history::log::Event>) -> Result<()> {
-        if self.read_only {
+        if self.read_only || events.is_empty() {
             return Ok(());
         }
         if self.batch.load(std::sync::atomic::Ordering::Relaxed) {
@@ -283,14 +283,27 @@ impl Vault {
     /// it has seen them; but only when they extend what it saw (else a fork of
     /// this member's log would be papered over: the refresh checks that case).
     fn append_now(&self, events: Vec<crate::history::log::Event>) -> Result<()> {
-        let (before, after) = crate::lock(&self.log).append_all(&self.me, events)?;
+        let mut log = crate::lock(&self.log);
+        let (before, after) = log.append_all(&self.me, events.clone())?;
+        // We just signed these: the binding index takes them as they are instead
+        // of reading and verifying them back on the next open (lock order: log,
+        // then bindings, as nothing takes the log while holding the bindings).
         let me = self.me.member_id();
-        let extends_seen = self
-            .seen
-            .log_seen(&me)
-            .is_none_or(|(n, h)| n == before.entries && h == before.head);
-        if extends_seen {
-            self.seen.observe_log(me, after.entries, after.head);
+        let mut idx = crate::lock(&self.bindings);
+        if idx.apply_own(me, before, after, &events) {
+            let extends_seen = self
+                .seen
+                .log_seen(&me)
+                .is_none_or(|(n, h)| n == before.entries && h == before.head);
+            if extends_seen {
+                self.seen.observe_log(me, after.entries, after.head);
+            }
+        } else {
+            // Behind (first append of this mount, or another writer of this
+            // identity appended): catch up now, so the following appends match.
+            // A failure here (a fork or rollback of this member's log) is
+            // reported by the next open that checks the history.
+            let _ = idx.refresh(self);
         }
         Ok(())
     }
@@ -304,12 +317,23 @@ impl Vault {
         backing_name: &std::ffi::OsStr,
         linked: bool,
     ) -> Result<()> {
+        self.record(self.link_event(id, parent, backing_name, linked)?)
+    }
+
+    /// The event [`Vault::record_link`] appends, for batching several in one append.
+    pub fn link_event(
+        &self,
+        id: [u8; 16],
+        parent: &Path,
+        backing_name: &std::ffi::OsStr,
+        linked: bool,
+    ) -> Result<crate::history::log::Event> {
         let dir_id = self.read_dir_record(parent)?.dir_id;
         let name = crate::history::log::name_tag(
             &dir_id,
             std::os::unix::ffi::OsStrExt::as_bytes(backing_name),
         );
-        self.record(if linked {
+        Ok(if linked {
             crate::history::log::Event::Linked { id, name }
         } else {
             crate::history::log::Event::Unlinked { id, name }
@@ -385,6 +409,17 @@ impl Vault {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// Each member's id and signing key: what a history refresh needs, without
+    /// cloning whole records on every open.
+    pub fn member_keys(&self) -> Vec<(MemberId, [u8; 32])> {
+        self.members
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(id, m)| (*id, m.public.ed25519))
+            .collect()
     }
 
     pub fn member(&self, id: &MemberId) -> Option<MemberRecord> {
