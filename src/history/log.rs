@@ -605,6 +605,12 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Where the log ends as far as this writer knows: entries it appended or
+    /// read back verified.
+    pub fn position(&self) -> LogPosition {
+        self.known
+    }
+
     /// Reads what was appended since `known` (all of it if the log shrank),
     /// optionally cutting a torn tail left by a crash.
     fn catch_up(&mut self, me: &Identity, f: &File, len: u64, repair: bool) -> Result<()> {

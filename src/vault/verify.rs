@@ -23,14 +23,18 @@ use super::bindings::{Binding, BindingIndex};
 use super::file::OpenFile;
 use super::Vault;
 use crate::crypto::{chunk, MemberId, SecretKey};
+use crate::error::Error;
 use crate::format::data::Layout;
 use crate::format::ChunkRef;
-use crate::history::log::read_member_log;
+use crate::history::log::{read_member_log, MemberLog};
 
 /// Bytes of content one worker reads and checks at a time (whole chunks): large
 /// enough for sequential reads to run at disk speed, small enough to share a
 /// big file between cores.
 const SEGMENT: u64 = 8 << 20;
+
+/// Segments read ahead of the one being checked (cold caches).
+const READ_AHEAD: u64 = 2;
 
 /// What `verify` does beyond the default checks.
 #[derive(Clone, Copy, Debug, Default)]
@@ -290,7 +294,17 @@ impl Deferred {
     fn segment(&self, first: u64, end: u64, buf: &mut Vec<u8>) {
         let mut events = Vec::new();
         match self.file() {
-            Ok(f) => check_chunks(&f, &self.content, first, end, buf, &mut events),
+            Ok(f) => {
+                // Start reading the segments after the next (the other workers
+                // take the next ones) while this one is hashed: on a cold cache
+                // the disk stays busy.
+                let c = &self.content;
+                let n = c.chunks.len() as u64;
+                let ahead = (end + READ_AHEAD * c.per_segment()).min(n);
+                let from = c.layout.slot_offset(end);
+                crate::store::advise::will_need(&f, from, c.layout.slot_offset(ahead) - from);
+                check_chunks(&f, c, first, end, buf, &mut events)
+            }
             Err(why) => events.push(ChunkEvent::Unreadable(first, why)),
         }
         if !events.is_empty() {
@@ -394,78 +408,38 @@ impl Vault {
             .filter_map(|e| std::fs::metadata(&e.backing).ok())
             .map(|m| m.len())
             .sum();
-        // Files are checked on all cores (public-key checks dominate for small
-        // files, chunk hashing for large ones); the results are merged in tree
-        // order below.
-        let files: Vec<&super::resolve::WalkEntry> = entries.iter().filter(|e| e.is_file).collect();
-        let done = AtomicU64::new(0);
-        let advance = |n: u64| progress(done.fetch_add(n, Ordering::Relaxed) + n, total);
-        let results: Mutex<Vec<(usize, FileCheck)>> = Mutex::new(Vec::new());
-        on_workers(files.len(), |i, buf| {
-            let check = self.check_file(files[i], opts, buf);
-            let later = check
-                .deferred
-                .as_ref()
-                .map_or(0, |c| c.span(0, c.chunks.len() as u64));
-            advance(check.stored_len.saturating_sub(later));
-            crate::lock(&results).push((i, check));
-        });
-        let mut results = results
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        results.sort_by_key(|(i, _)| *i);
-        // Large files: every segment of every such file, shared by all workers.
-        let deferred: Vec<Deferred> = results
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(at, (_, c))| c.deferred.take().map(|content| (at, content)))
-            .map(|(at, content)| {
-                let n = content.chunks.len() as u64;
-                Deferred {
-                    at,
-                    remaining: AtomicUsize::new(n.div_ceil(content.per_segment()) as usize),
-                    content,
-                    file: Mutex::new(None),
-                    events: Mutex::new(Vec::new()),
-                }
-            })
-            .collect();
-        let segments: Vec<(usize, u64, u64)> = deferred
-            .iter()
-            .enumerate()
-            .flat_map(|(d, def)| {
-                let (n, per) = (def.content.chunks.len() as u64, def.content.per_segment());
-                (0..n.div_ceil(per)).map(move |s| (d, s * per, ((s + 1) * per).min(n)))
-            })
-            .collect();
-        on_workers(segments.len(), |i, buf| {
-            let (d, first, end) = segments[i];
-            let def = &deferred[d];
-            // Skip what follows a failure already found: only the first is reported.
-            let failed = crate::lock(&def.events)
+        // The members' logs are read (the bulk: parsing, and signatures this
+        // machine has not checked before) while the files are checked. With
+        // --deep they are read first, so the signatures are checked once.
+        let members = self.members();
+        let read_logs = || -> Vec<Result<MemberLog, Error>> {
+            members
                 .iter()
-                .any(|e| !matches!(e, ChunkEvent::Pending(_)) && e.index() < first);
-            if failed {
-                def.remaining.fetch_sub(1, Ordering::AcqRel);
-            } else {
-                def.segment(first, end, buf);
-            }
-            advance(def.content.span(first, end));
-        });
-        for def in deferred {
-            let c = &mut results[def.at].1;
-            let decrypting = def.content.keys.is_some();
-            let events = def
-                .events
-                .into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if report_chunks(events, &c.shown, &mut c.report) && decrypting {
-                c.report.decrypted_files += 1;
-            }
-        }
+                .map(|m| {
+                    read_member_log(
+                        &self.paths.log(),
+                        &self.config.vault_id,
+                        &m.public.member_id(),
+                        &m.public.ed25519,
+                    )
+                })
+                .collect()
+        };
+        let files: Vec<&super::resolve::WalkEntry> = entries.iter().filter(|e| e.is_file).collect();
+        let (results, logs) = if opts.deep {
+            let logs = read_logs();
+            (self.check_files(&files, opts, total, progress), logs)
+        } else {
+            std::thread::scope(|scope| {
+                let logs = scope.spawn(read_logs);
+                let results = self.check_files(&files, opts, total, progress);
+                let logs = logs.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                (results, logs)
+            })
+        };
         let mut by_id: HashMap<[u8; 16], (u64, PathBuf)> = HashMap::new();
         let mut versions: HashMap<[u8; 16], (u64, u64)> = HashMap::new();
-        for (_, c) in results {
+        for c in results {
             r.files += 1;
             r.failures.extend(c.report.failures);
             r.warnings.extend(c.report.warnings);
@@ -518,15 +492,10 @@ impl Vault {
 
         // Logs: every member's chain, checkpoint, and against what this machine saw.
         let mut history = BindingIndex::default();
-        for member in self.members() {
+        for (member, log) in members.iter().zip(logs) {
             let id = member.public.member_id();
             let shown = format!("log/{}.log", id.to_hex());
-            let log = match read_member_log(
-                &self.paths.log(),
-                &self.config.vault_id,
-                &id,
-                &member.public.ed25519,
-            ) {
+            let log = match log {
                 Ok(log) => log,
                 Err(err) => {
                     fail(&mut r, shown, &err);
@@ -642,6 +611,88 @@ impl Vault {
         }
         self.seen_save_quietly();
         r
+    }
+
+    /// Checks every regular file on all cores; results in `files` order.
+    fn check_files(
+        &self,
+        files: &[&super::resolve::WalkEntry],
+        opts: VerifyOptions,
+        total: u64,
+        progress: Progress,
+    ) -> Vec<FileCheck> {
+        // Files are checked on all cores (public-key checks dominate for small
+        // files, chunk hashing for large ones); the results are merged in tree
+        // order below.
+        let done = AtomicU64::new(0);
+        let advance = |n: u64| progress(done.fetch_add(n, Ordering::Relaxed) + n, total);
+        let results: Mutex<Vec<(usize, FileCheck)>> = Mutex::new(Vec::new());
+        on_workers(files.len(), |i, buf| {
+            let check = self.check_file(files[i], opts, buf);
+            let later = check
+                .deferred
+                .as_ref()
+                .map_or(0, |c| c.span(0, c.chunks.len() as u64));
+            advance(check.stored_len.saturating_sub(later));
+            crate::lock(&results).push((i, check));
+        });
+        let mut results: Vec<FileCheck> = {
+            let mut r = results
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            r.sort_by_key(|(i, _)| *i);
+            r.into_iter().map(|(_, c)| c).collect()
+        };
+        // Large files: every segment of every such file, shared by all workers.
+        let deferred: Vec<Deferred> = results
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(at, c)| c.deferred.take().map(|content| (at, content)))
+            .map(|(at, content)| {
+                let n = content.chunks.len() as u64;
+                Deferred {
+                    at,
+                    remaining: AtomicUsize::new(n.div_ceil(content.per_segment()) as usize),
+                    content,
+                    file: Mutex::new(None),
+                    events: Mutex::new(Vec::new()),
+                }
+            })
+            .collect();
+        let segments: Vec<(usize, u64, u64)> = deferred
+            .iter()
+            .enumerate()
+            .flat_map(|(d, def)| {
+                let (n, per) = (def.content.chunks.len() as u64, def.content.per_segment());
+                (0..n.div_ceil(per)).map(move |s| (d, s * per, ((s + 1) * per).min(n)))
+            })
+            .collect();
+        on_workers(segments.len(), |i, buf| {
+            let (d, first, end) = segments[i];
+            let def = &deferred[d];
+            // Skip what follows a failure already found: only the first is reported.
+            let failed = crate::lock(&def.events)
+                .iter()
+                .any(|e| !matches!(e, ChunkEvent::Pending(_)) && e.index() < first);
+            if failed {
+                def.remaining.fetch_sub(1, Ordering::AcqRel);
+            } else {
+                def.segment(first, end, buf);
+            }
+            advance(def.content.span(first, end));
+        });
+        for def in deferred {
+            let c = &mut results[def.at];
+            let decrypting = def.content.keys.is_some();
+            let events = def
+                .events
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if report_chunks(events, &c.shown, &mut c.report) && decrypting {
+                c.report.decrypted_files += 1;
+            }
+        }
+        results
     }
 
     fn seen_save_quietly(&self) {
