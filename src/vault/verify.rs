@@ -1,7 +1,7 @@
-//! `coffer verify`: an offline check of everything in a vault. Nothing is
-//! trusted: member records, directory records, names, every file's access list,
-//! manifest and chunk hashes, the members' signed logs, and all of it against
-//! what this machine saw before. `--deep` also decrypts every chunk we hold a
+//! `coffer verify`: an offline check of everything in a vault. Nothing in the
+//! vault is trusted: member records, directory records, names, every file's
+//! access list, manifest and chunk hashes, the members' signed logs, and all of
+//! it against what this machine saw before (its state is trusted). `--deep` also decrypts every chunk we hold a
 //! key for and re-checks every history signature (see docs/SECURITY.md, "What
 //! `coffer verify` checks").
 //!

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
-use super::super::target::progress;
 use super::super::{output, Context};
 use super::Run;
 
@@ -35,7 +34,13 @@ impl Run for Args {
             .join(format!("{}.pin", crate::crypto::hex(&config.vault_id)));
         let first_contact = !pin.exists();
         let (vault, _) = ctx.open_vault(&self.vault, true)?;
-        let pb = progress(0, "verifying");
+        // The total is known only once the tree is walked; `progress` hides a
+        // bar created without one, so this bar is made here.
+        let pb = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            indicatif::ProgressBar::new(0)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         pb.set_style(
             indicatif::ProgressStyle::with_template(
                 "verifying [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
