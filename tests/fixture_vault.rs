@@ -286,11 +286,21 @@ fn check_as_alice(env: &Env) {
         assert_eq!(readers, want_readers, "{path}: readers");
     }
 
-    // The whole vault verifies: signatures, chains, chunks, history, bindings.
+    // The whole vault verifies: signatures, chains, chunks, history, bindings;
+    // the default check hashes contents, --deep decrypts them too.
     let report = v.verify(&|_, _| {});
     assert!(
         report.failures.is_empty(),
         "verify failures: {:#?}",
+        report.failures
+    );
+    assert_eq!(report.files as usize, e.files.len());
+    assert_eq!(report.decrypted_files, 0);
+    let deep = coffer::vault::verify::VerifyOptions { deep: true };
+    let report = v.verify_with(deep, &|_, _| {});
+    assert!(
+        report.failures.is_empty(),
+        "verify --deep failures: {:#?}",
         report.failures
     );
     assert_eq!(report.files as usize, e.files.len());

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use coffer::crypto::Identity;
 use coffer::format::Right;
 use coffer::store::Durability;
+use coffer::vault::verify::VerifyOptions;
 use coffer::vault::Vault;
 
 /// Tests here set XDG_STATE_HOME (per-machine state); run them one at a time.
@@ -166,6 +167,19 @@ impl Case {
         let r = v.verify(&|_, _| {});
         assert!(!r.ok(), "{what}: verify did not notice");
         let text = format!("{:?}", r.failures);
+        // --deep finds the same failures (it only adds decryption); files the
+        // history lists are reported in no fixed order.
+        let deep = v.verify_with(VerifyOptions { deep: true }, &|_, _| {});
+        let sorted = |f: &[coffer::vault::verify::Finding]| {
+            let mut f: Vec<String> = f.iter().map(|f| format!("{f:?}")).collect();
+            f.sort();
+            f
+        };
+        assert_eq!(
+            sorted(&deep.failures),
+            sorted(&r.failures),
+            "{what}: verify --deep reports otherwise"
+        );
         // Reading must never give wrong data.
         for (name, good) in [("a.txt", A.to_vec()), ("b.bin", b_content())] {
             let p = self.file(name);

@@ -384,4 +384,32 @@ mod tests {
         assert!(open(&key(), &[1; 16], 0, 0, &stored).is_none());
         assert!(open(&key(), &[1; 16], 0, 0, &stored[..10]).is_none());
     }
+
+    #[test]
+    fn open_in_place_agrees_with_open() {
+        let plain: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+        let stored = seal(&key(), &[1; 16], 2, 7, &plain);
+        let mut buf = stored.clone();
+        assert!(open_in_place(&key(), &[1; 16], 2, 7, &mut buf));
+        assert_eq!(&buf[NONCE_LEN..buf.len() - TAG_LEN], &plain[..]);
+        for (id, epoch, index) in [([2; 16], 2, 7), ([1; 16], 3, 7), ([1; 16], 2, 8)] {
+            let mut buf = stored.clone();
+            assert!(!open_in_place(&key(), &id, epoch, index, &mut buf));
+        }
+        for at in [0, NONCE_LEN + 5, stored.len() - 1] {
+            let mut buf = stored.clone();
+            buf[at] ^= 1;
+            assert!(
+                !open_in_place(&key(), &[1; 16], 2, 7, &mut buf),
+                "flip at {at}"
+            );
+        }
+        assert!(!open_in_place(
+            &key(),
+            &[1; 16],
+            2,
+            7,
+            &mut stored.clone()[..OVERHEAD - 1]
+        ));
+    }
 }

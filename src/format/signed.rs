@@ -78,10 +78,16 @@ impl<T: SignedBody> Signed<T> {
 
     /// Verifies against the signer's Ed25519 key, then decodes.
     pub fn verify(&self, signer_ed25519: &[u8; 32]) -> Result<T> {
+        self.verify_with(sign::Verifier::new(signer_ed25519).as_ref())
+    }
+
+    /// [`Signed::verify`] with the key decoded once by the caller (`None`: an
+    /// invalid key, which verifies nothing).
+    pub fn verify_with(&self, key: Option<&sign::Verifier>) -> Result<T> {
         let sig: [u8; 64] = self.signature.as_slice().try_into().map_err(|_| {
             Error::integrity(format!("{}: signature has the wrong length", T::KIND))
         })?;
-        if !sign::verify(signer_ed25519, &message(T::DOMAIN, &self.body), &sig) {
+        if !key.is_some_and(|k| k.verify(&message(T::DOMAIN, &self.body), &sig)) {
             return Err(Error::integrity(format!(
                 "{}: bad signature by {}",
                 T::KIND,

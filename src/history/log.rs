@@ -180,13 +180,76 @@ pub fn read_member_log_from(
     read_log_inner(dir, vault_id, member, ed25519, from, None)
 }
 
+/// Log prefixes whose signatures are known good: `(entries, head)` per
+/// (vault, member, key). Filled by every complete verified read in this
+/// process, and by `coffer verify` from this machine's trusted state (what it
+/// verified before). A later read re-checks everything else (framing, order,
+/// chaining, the hash chain over every byte) but skips the signature checks of
+/// a prefix whose chained hash matches: equal head, equal bytes.
+type Prefixes = std::collections::HashMap<([u8; 16], MemberId, [u8; 32]), (u64, [u8; 32])>;
+static VERIFIED_PREFIXES: std::sync::LazyLock<std::sync::Mutex<Prefixes>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Records that the first `entries` entries of this log, ending in `head`,
+/// carry good signatures (only ever moves forward).
+pub fn vouch_for_prefix(
+    vault_id: &[u8; 16],
+    member: &MemberId,
+    ed25519: &[u8; 32],
+    entries: u64,
+    head: [u8; 32],
+) {
+    let mut m = crate::lock(&VERIFIED_PREFIXES);
+    if m.len() >= 4096 {
+        m.clear();
+    }
+    let e = m.entry((*vault_id, *member, *ed25519)).or_default();
+    if entries > e.0 {
+        *e = (entries, head);
+    }
+}
+
+/// Vaults whose logs this process checks signature by signature, taking no
+/// prefix on its hash chain (`coffer verify --deep`).
+static CHECK_EVERY_SIGNATURE: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashSet<[u8; 16]>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Forgets every vouched prefix of a vault's logs, and stops taking prefixes
+/// on a signed checkpoint: from now on reads in this process check every
+/// signature again (`coffer verify --deep`).
+pub fn forget_vouched(vault_id: &[u8; 16]) {
+    crate::lock(&VERIFIED_PREFIXES).retain(|(v, _, _), _| v != vault_id);
+    crate::lock(&CHECK_EVERY_SIGNATURE).insert(*vault_id);
+}
+
+fn vouched_prefix(
+    vault_id: &[u8; 16],
+    member: &MemberId,
+    ed25519: &[u8; 32],
+) -> Option<(u64, [u8; 32])> {
+    crate::lock(&VERIFIED_PREFIXES)
+        .get(&(*vault_id, *member, *ed25519))
+        .copied()
+}
+
+/// One pass over the bytes of a log from `from` on.
+struct Parsed {
+    entries: Vec<LogEntry>,
+    at: LogPosition,
+    torn: bool,
+    hashes: Vec<[u8; 32]>,
+    /// A vouched prefix was given and the log reproduces it.
+    confirmed: bool,
+}
+
 fn read_log_inner(
     dir: &Path,
     vault_id: &[u8; 16],
     member: &MemberId,
     ed25519: &[u8; 32],
     from: LogPosition,
-    mut hashes: Option<&mut Vec<[u8; 32]>>,
+    hashes: Option<&mut Vec<[u8; 32]>>,
 ) -> Result<(Vec<LogEntry>, LogPosition, bool)> {
     use std::io::{Seek, SeekFrom};
     let path = log_path(dir, member);
@@ -217,109 +280,207 @@ fn read_log_inner(
     let mut bytes = Vec::with_capacity((len - from.offset) as usize);
     std::io::Read::read_to_end(&mut (&mut f).take(len - from.offset), &mut bytes)
         .map_err(|e| Error::io(&path, e))?;
-    // A long stretch to read: entries covered by this member's signed
-    // checkpoint need no signature check each, the hash chain ending in the
-    // signed head authenticates them (checked below, before anything is returned).
-    let anchor = if bytes.len() > ANCHOR_MIN_BYTES {
-        read_checkpoint(dir, vault_id, member, ed25519)
-            .ok()
-            .flatten()
-            .filter(|cp| cp.len > from.entries)
-    } else {
-        None
+    let key = crate::crypto::sign::Verifier::new(ed25519);
+    let ctx = LogCtx {
+        path: &path,
+        vault_id,
+        member,
+        key: key.as_ref(),
     };
-    let mut unverified: Vec<std::ops::Range<usize>> = Vec::new();
-    let mut anchor_reached = false;
-    let mut entries = Vec::new();
-    let mut pos = 0usize;
-    let mut at = from;
-    let mut torn = false;
-    if from.offset == 0 && !bytes.is_empty() {
-        // The file header: magic and format version.
-        if bytes.len() < LOG_HEADER_LEN {
-            return Ok((entries, at, true));
-        }
-        if bytes[..4] != LOG_MAGIC {
-            return Err(Error::corrupt(
-                "log",
-                format!("{}: not a coffer history log", path.display()),
-            ));
-        }
-        format::check_version(u16::from_le_bytes([bytes[4], bytes[5]]))?;
-        pos = LOG_HEADER_LEN;
-        at.offset = LOG_HEADER_LEN as u64;
+    // A prefix to take on its hash chain rather than one signature per entry:
+    // what this machine already checked, or what the member's signed checkpoint
+    // covers (the chain must end in its signed head, else all is checked).
+    let checkpoint = (bytes.len() > ANCHOR_MIN_BYTES)
+        .then(|| {
+            read_checkpoint(dir, vault_id, member, ed25519)
+                .ok()
+                .flatten()
+        })
+        .flatten()
+        .map(|cp| (cp.len, cp.head));
+    let trust = [vouched_prefix(vault_id, member, ed25519), checkpoint]
+        .into_iter()
+        .flatten()
+        .filter(|t| t.0 > from.entries)
+        .max_by_key(|t| t.0)
+        .filter(|_| !crate::lock(&CHECK_EVERY_SIGNATURE).contains(vault_id));
+    let mut parsed = None;
+    if let Some(trust) = trust {
+        // Anything short of reproducing the vouched prefix (an error, a shorter
+        // or different log) is checked again in full, so results never differ.
+        parsed = ctx
+            .parse(&bytes, from, Some(trust))
+            .ok()
+            .filter(|p| p.confirmed);
     }
-    while pos < bytes.len() {
-        if bytes.len() - pos < 4 {
-            torn = true;
-            break;
-        }
-        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        if len > MAX_ENTRY + 256 {
-            return Err(Error::integrity(format!(
-                "log of {member}: record at byte {} has an impossible length",
-                from.offset as usize + pos
-            )));
-        }
-        if bytes.len() - pos - 4 < len {
-            torn = true;
-            break;
-        }
-        let rec = &bytes[pos + 4..pos + 4 + len];
-        let signed: Signed<LogEntry> = format::from_bytes("log record", MAX_ENTRY + 256, rec)?;
-        let seq = at.entries;
-        if signed.signer != *member {
-            return Err(Error::integrity(format!(
-                "log of {member}: entry {seq} signed by someone else"
-            )));
-        }
-        let entry = if anchor.as_ref().is_some_and(|cp| seq < cp.len) {
-            unverified.push(pos + 4..pos + 4 + len);
-            signed.decode_unverified()
-        } else {
-            signed.verify(ed25519)
-        }
-        .map_err(|e| Error::integrity(format!("log of {member}: entry {seq}: {e}")))?;
-        if entry.seq != seq
-            || entry.prev != at.head
-            || entry.member != *member
-            || &entry.vault_id != vault_id
-        {
-            return Err(Error::integrity(format!(
-                "log of {member}: entry {seq} is out of order, from another log or not chained"
-            )));
-        }
-        pos += 4 + len;
-        at = LogPosition {
-            offset: from.offset + pos as u64,
-            entries: seq + 1,
-            head: signed.hash(),
+    let p = match parsed {
+        Some(p) => p,
+        None => ctx.parse(&bytes, from, None)?,
+    };
+    if from.entries == 0 {
+        vouch_for_prefix(vault_id, member, ed25519, p.at.entries, p.at.head);
+    }
+    if let Some(h) = hashes {
+        h.extend_from_slice(&p.hashes);
+    }
+    Ok((p.entries, p.at, p.torn))
+}
+
+struct LogCtx<'a> {
+    path: &'a Path,
+    vault_id: &'a [u8; 16],
+    member: &'a MemberId,
+    key: Option<&'a crate::crypto::sign::Verifier>,
+}
+
+impl LogCtx<'_> {
+    /// Frames, decodes and checks the records in `bytes` (the log from
+    /// `from.offset` on). Signatures of entries before `trust.0` are not
+    /// checked; the others are checked on all cores.
+    fn parse(
+        &self,
+        bytes: &[u8],
+        from: LogPosition,
+        trust: Option<(u64, [u8; 32])>,
+    ) -> Result<Parsed> {
+        let member = self.member;
+        let mut out = Parsed {
+            entries: Vec::new(),
+            at: from,
+            torn: false,
+            hashes: Vec::new(),
+            confirmed: false,
         };
-        if let Some(h) = hashes.as_deref_mut() {
-            h.push(at.head);
+        let mut pos = 0usize;
+        if from.offset == 0 && !bytes.is_empty() {
+            // The file header: magic and format version.
+            if bytes.len() < LOG_HEADER_LEN {
+                out.torn = true;
+                return Ok(out);
+            }
+            if bytes[..4] != LOG_MAGIC {
+                return Err(Error::corrupt(
+                    "log",
+                    format!("{}: not a coffer history log", self.path.display()),
+                ));
+            }
+            format::check_version(u16::from_le_bytes([bytes[4], bytes[5]]))?;
+            pos = LOG_HEADER_LEN;
+            out.at.offset = LOG_HEADER_LEN as u64;
         }
-        if let Some(cp) = &anchor {
-            if at.entries == cp.len && at.head == cp.head {
-                anchor_reached = true;
+        // Framing and decoding first; an error here is returned after the
+        // records before it are checked, as a record-by-record pass would.
+        let mut records: Vec<(usize, Signed<LogEntry>)> = Vec::new();
+        let mut stop = None;
+        while pos < bytes.len() {
+            if bytes.len() - pos < 4 {
+                out.torn = true;
+                break;
+            }
+            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+            if len > MAX_ENTRY + 256 {
+                stop = Some(Error::integrity(format!(
+                    "log of {member}: record at byte {} has an impossible length",
+                    from.offset as usize + pos
+                )));
+                break;
+            }
+            if bytes.len() - pos - 4 < len {
+                out.torn = true;
+                break;
+            }
+            let rec = &bytes[pos + 4..pos + 4 + len];
+            match format::from_bytes::<Signed<LogEntry>>("log record", MAX_ENTRY + 256, rec) {
+                Ok(signed) => records.push((pos + 4 + len, signed)),
+                Err(e) => {
+                    stop = Some(e);
+                    break;
+                }
+            }
+            pos += 4 + len;
+        }
+        let trusted = trust.map_or(0, |(n, _)| n.saturating_sub(from.entries) as usize);
+        let decoded = self.open_all(&records, trusted.min(records.len()));
+        for ((end, signed), entry) in records.iter().zip(decoded) {
+            let seq = out.at.entries;
+            if signed.signer != *member {
+                return Err(Error::integrity(format!(
+                    "log of {member}: entry {seq} signed by someone else"
+                )));
+            }
+            let entry = entry
+                .map_err(|e| Error::integrity(format!("log of {member}: entry {seq}: {e}")))?;
+            if entry.seq != seq
+                || entry.prev != out.at.head
+                || entry.member != *member
+                || &entry.vault_id != self.vault_id
+            {
+                return Err(Error::integrity(format!(
+                    "log of {member}: entry {seq} is out of order, from another log or not chained"
+                )));
+            }
+            out.at = LogPosition {
+                offset: from.offset + *end as u64,
+                entries: seq + 1,
+                head: signed.hash(),
+            };
+            out.hashes.push(out.at.head);
+            out.entries.push(entry);
+            if let Some((n, head)) = trust {
+                if seq + 1 == n {
+                    out.confirmed = out.at.head == head;
+                    if !out.confirmed {
+                        return Ok(out);
+                    }
+                }
             }
         }
-        entries.push(entry);
-    }
-    if !anchor_reached {
-        // The chain does not end in the signed head (shorter log, or altered):
-        // check every signature, which names the first bad entry.
-        for (i, range) in unverified.into_iter().enumerate() {
-            let signed: Signed<LogEntry> =
-                format::from_bytes("log record", MAX_ENTRY + 256, &bytes[range])?;
-            signed.verify(ed25519).map_err(|e| {
-                Error::integrity(format!(
-                    "log of {member}: entry {}: {e}",
-                    from.entries + i as u64
-                ))
-            })?;
+        match stop {
+            Some(e) => Err(e),
+            None => Ok(out),
         }
     }
-    Ok((entries, at, torn))
+
+    /// Decodes every record: the first `trusted` without their signatures
+    /// (a vouched prefix), the rest verified, on all cores when there are many.
+    fn open_all(
+        &self,
+        records: &[(usize, Signed<LogEntry>)],
+        trusted: usize,
+    ) -> Vec<Result<LogEntry>> {
+        let (head, rest) = records.split_at(trusted);
+        let mut out: Vec<Result<LogEntry>> =
+            head.iter().map(|(_, s)| s.decode_unverified()).collect();
+        let check = |recs: &[(usize, Signed<LogEntry>)]| -> Vec<Result<LogEntry>> {
+            recs.iter()
+                .map(|(_, s)| {
+                    if s.signer != *self.member {
+                        // Reported as signed by someone else before this is looked at.
+                        return Err(Error::integrity("wrong signer"));
+                    }
+                    s.verify_with(self.key)
+                })
+                .collect()
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        if threads < 2 || rest.len() < 512 {
+            out.extend(check(rest));
+            return out;
+        }
+        let per = rest.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = rest
+                .chunks(per)
+                .map(|part| scope.spawn(move || check(part)))
+                .collect();
+            for p in parts {
+                out.extend(p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+        });
+        out
+    }
 }
 
 /// Unread log bytes above which a read first looks for the signed checkpoint.
@@ -523,6 +684,12 @@ impl LogWriter {
             ..at
         };
         Ok((before, self.known))
+    }
+
+    /// Where the log ends as far as this writer knows: entries it appended or
+    /// read back verified.
+    pub fn position(&self) -> LogPosition {
+        self.known
     }
 
     /// Reads what was appended since `known` (all of it if the log shrank),

@@ -10,6 +10,7 @@
 //! VAULT/log/                       reserved for the signed history
 //! ```
 
+pub mod advise;
 pub mod atomic;
 pub mod lock;
 pub mod sync;

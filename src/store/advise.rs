@@ -1,0 +1,25 @@
+//! Read-ahead hints (posix_fadvise) for long sequential scans such as
+//! `coffer verify`. Hints only: failures are ignored. This is a libc edge of
+//! the store layer.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+/// The whole file will be read in order: the kernel doubles its read-ahead window.
+pub fn sequential(file: &File) {
+    advise(file, 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+}
+
+/// `len` bytes at `offset` will be read soon: the kernel starts reading them now.
+pub fn will_need(file: &File, offset: u64, len: u64) {
+    advise(file, offset, len, libc::POSIX_FADV_WILLNEED);
+}
+
+fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return;
+    };
+    // SAFETY: posix_fadvise only reads the descriptor number, which `file` keeps
+    // open for the duration of the call; it touches no memory of ours.
+    let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, advice) };
+}
