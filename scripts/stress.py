@@ -334,10 +334,11 @@ class Worker:
         ("op_shared", 12),
     ]
 
-    def run(self):
+    def run(self, skip=()):
         os.makedirs(self.home, exist_ok=True)
-        names = [n for n, _ in self.OPS]
-        weights = [w for _, w in self.OPS]
+        ops = [(n, w) for n, w in self.OPS if n[3:] not in skip]
+        names = [n for n, _ in ops]
+        weights = [w for _, w in ops]
         n = 0
         while time.monotonic() < self.deadline:
             op = self.rng.choices(names, weights)[0]
@@ -365,10 +366,10 @@ class Worker:
 
 
 def worker_main(args):
-    root, wid, seed, deadline = args
+    root, wid, seed, deadline, skip = args
     w = Worker(root, wid, seed, deadline)
     try:
-        n = w.run()
+        n = w.run(skip)
         return (wid, True, n, w.ops, w.state(), "")
     except Exception:
         return (wid, False, 0, w.ops, {}, f"worker {wid} (seed {seed}):\n{traceback.format_exc()}")
@@ -399,6 +400,7 @@ def main():
     ap.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
     ap.add_argument("--procs", type=int, default=4, help="worker processes (default 4)")
     ap.add_argument("--seed", type=int, default=None, help="base seed (default: random)")
+    ap.add_argument("--skip", help="comma-separated operations to leave out (e.g. link)")
     ap.add_argument("--state", help="write the final models (path -> sha256) here")
     ap.add_argument("--check", help="compare the mount with a state file and exit")
     a = ap.parse_args()
@@ -408,7 +410,8 @@ def main():
     print(f"stress: {a.procs} workers for {a.duration:.0f} s in {a.dir}, seed {seed}", flush=True)
     os.makedirs(os.path.join(a.dir, "shared"), exist_ok=True)
     deadline = time.monotonic() + a.duration
-    jobs = [(a.dir, i, seed * 1000 + i, deadline) for i in range(a.procs)]
+    skip = tuple(x for x in (a.skip or "").split(",") if x)
+    jobs = [(a.dir, i, seed * 1000 + i, deadline, skip) for i in range(a.procs)]
     with multiprocessing.Pool(a.procs) as pool:
         results = pool.map(worker_main, jobs)
     ok = True

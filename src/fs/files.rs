@@ -23,16 +23,36 @@ impl Inner {
             drop(f);
             return Ok(st);
         }
-        let file = self
-            .vault
-            .open_file(path, self.display(path))
-            .map_err(|e| self.fail(&format!("open {}", self.display(path)), e))?;
+        let file = match self.vault.open_file(path, self.display(path)) {
+            Ok(f) => f,
+            // A rename or unlink replaced or removed the file while it was being
+            // opened (its record or binding changed under us): the inode is
+            // gone, not tampered with.
+            Err(e) if self.replaced(ino, path) => {
+                log::warn!(
+                    "open {}: replaced or removed while opening ({e}); ENOENT",
+                    self.display(path)
+                );
+                return Err(libc::ENOENT);
+            }
+            Err(e) => return Err(self.fail(&format!("open {}", self.display(path)), e)),
+        };
         let st = Arc::new(OpenState {
             file: Mutex::new(file),
             opens: 0.into(),
         });
         let mut open = crate::lock(&self.open);
         Ok(open.entry(ino).or_insert(st).clone())
+    }
+
+    /// Whether `path` no longer names inode `ino`.
+    fn replaced(&self, ino: u64, path: &Path) -> bool {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) => {
+                crate::lock(&self.inodes).ino_for(std::os::unix::fs::MetadataExt::ino(&m)) != ino
+            }
+            Err(_) => true,
+        }
     }
 
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<(u64, FopenFlags)> {
