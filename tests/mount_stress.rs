@@ -48,9 +48,6 @@ fn start_fsx(file: &Path, artifacts: &Path, log: &Path, secs: u64) -> Child {
 }
 
 #[test]
-#[ignore = "finds open bugs (2026-11-28, about 1 run in 2): link(2) ENOENT for an existing \
-            file under concurrent load, and once a file whose content differed from the model \
-            (same length, differs from byte 0); run with --ignored; un-ignore once fixed"]
 fn random_operations_and_fsx_on_a_live_mount() {
     require_fuse!();
     assert!(

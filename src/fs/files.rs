@@ -37,6 +37,20 @@ impl Inner {
             }
             Err(e) => return Err(self.fail(&format!("open {}", self.display(path)), e)),
         };
+        // The path was looked up by name: a rename running at the same time may
+        // have put another file there. Serving that file under this inode would
+        // pair its bytes with the kernel's size and cache of the old one.
+        let opened = file
+            .data_file()
+            .metadata()
+            .map(|m| crate::lock(&self.inodes).ino_for(super::inodes::key_of(&m)));
+        if opened.map_or(true, |opened| opened != ino) {
+            log::debug!(
+                "open {}: the name now holds another file (a concurrent rename); ENOENT",
+                self.display(path)
+            );
+            return Err(libc::ENOENT);
+        }
         let st = Arc::new(OpenState {
             file: Mutex::new(file),
             opens: 0.into(),
@@ -48,9 +62,7 @@ impl Inner {
     /// Whether `path` no longer names inode `ino`.
     fn replaced(&self, ino: u64, path: &Path) -> bool {
         match std::fs::symlink_metadata(path) {
-            Ok(m) => {
-                crate::lock(&self.inodes).ino_for(std::os::unix::fs::MetadataExt::ino(&m)) != ino
-            }
+            Ok(m) => crate::lock(&self.inodes).ino_for(super::inodes::key_of(&m)) != ino,
             Err(_) => true,
         }
     }
@@ -83,8 +95,16 @@ impl Inner {
             seen.insert(ino, version);
             same
         };
-        if flags & libc::O_TRUNC != 0 && write {
+        // Linux truncates on O_TRUNC even when opening read-only (the kernel has
+        // checked write permission); that needs the update right.
+        if flags & libc::O_TRUNC != 0 {
             let mut f = crate::lock(&st.file);
+            if !f.can_update(&self.vault) {
+                return Err(libc::EACCES);
+            }
+            if self.vault.read_only {
+                return Err(libc::EROFS);
+            }
             f.truncate(&self.vault, 0)
                 .map_err(|e| self.fail("truncate on open", e))?;
         }
@@ -125,7 +145,7 @@ impl Inner {
             .inodes
             .lock()
             .unwrap()
-            .ino_for(std::os::unix::fs::MetadataExt::ino(&m));
+            .ino_for(super::inodes::key_of(&m));
         let version = file.sidecar().manifest.hash();
         let st = Arc::new(OpenState {
             file: Mutex::new(file),

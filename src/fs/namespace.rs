@@ -72,8 +72,13 @@ impl Inner {
     /// Stats `path` and registers it as inode of a kernel lookup.
     pub fn entry(&self, path: &Path) -> FsResult<FileAttr> {
         let m = fs::symlink_metadata(path).map_err(Inner::io_err)?;
-        let ino = crate::lock(&self.inodes).ino_for(m.ino());
-        crate::lock(&self.inodes).remember(ino, path);
+        let key = super::inodes::key_of(&m);
+        let ino = {
+            let mut inodes = crate::lock(&self.inodes);
+            let ino = inodes.ino_for(key);
+            inodes.remember(ino, key, path);
+            ino
+        };
         Ok(self.attr_of(ino, &m))
     }
 
@@ -233,8 +238,8 @@ impl Inner {
     }
 
     /// Marks the open state of a file whose last link is gone.
-    fn detach(&self, backing_ino: u64) {
-        let ino = crate::lock(&self.inodes).ino_for(backing_ino);
+    fn detach(&self, backing: &fs::Metadata) {
+        let ino = crate::lock(&self.inodes).ino_for(super::inodes::key_of(backing));
         let mut open = crate::lock(&self.open);
         if let Some(st) = open.get(&ino).cloned() {
             crate::lock(&st.file).detached = true;
@@ -279,7 +284,7 @@ impl Inner {
         self.reaper.release(held);
         if let Some(id) = id {
             // Unlinked but open: keep serving it from memory and the open fd.
-            self.detach(m.ino());
+            self.detach(&m);
             self.remove_file_meta(&id);
         }
         if bn.long.is_some() {
@@ -428,7 +433,7 @@ impl Inner {
         if let Some(m) = &replaced {
             if m.is_file() {
                 if let Some(id) = replaced_id {
-                    self.detach(m.ino());
+                    self.detach(&m);
                     self.remove_file_meta(&id);
                 }
             }
@@ -482,7 +487,7 @@ impl Inner {
                 }
             };
             let Ok(m) = entry.metadata() else { continue };
-            let child = crate::lock(&self.inodes).ino_for(m.ino());
+            let child = crate::lock(&self.inodes).ino_for(super::inodes::key_of(&m));
             out.push((child, super::attr::kind_of(&m), name));
         }
         Ok(out)
