@@ -433,7 +433,7 @@ impl Inner {
         if let Some(m) = &replaced {
             if m.is_file() {
                 if let Some(id) = replaced_id {
-                    self.detach(&m);
+                    self.detach(m);
                     self.remove_file_meta(&id);
                 }
             }
