@@ -96,6 +96,40 @@ impl std::fmt::Debug for OpenFile {
 }
 
 impl OpenFile {
+    /// A file state with nothing written yet on top of its committed version.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        vault: &Vault,
+        file_id: [u8; 16],
+        data: File,
+        data_path: &Path,
+        writable: bool,
+        committed: Committed,
+        keys: HashMap<u32, SecretKey>,
+        display: String,
+    ) -> OpenFile {
+        OpenFile {
+            file_id,
+            layout: vault.layout(),
+            data,
+            data_path: data_path.to_path_buf(),
+            writable,
+            size: committed.manifest.size,
+            chunks: committed.sidecar.chunks.clone(),
+            committed,
+            keys,
+            dirty: BTreeMap::new(),
+            partial: HashMap::new(),
+            dirty_bytes: 0,
+            truncated_to: None,
+            journal_overlay: HashMap::new(),
+            detached: false,
+            force_commit: false,
+            synced: false,
+            display,
+        }
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -1213,26 +1247,9 @@ impl Vault {
         };
         let mut keys = HashMap::new();
         keys.insert(0, key);
-        Ok(OpenFile {
-            file_id,
-            layout: self.layout(),
-            data,
-            data_path: backing.to_path_buf(),
-            writable: true,
-            committed,
-            keys,
-            chunks: vec![],
-            size: 0,
-            dirty: BTreeMap::new(),
-            partial: HashMap::new(),
-            dirty_bytes: 0,
-            truncated_to: None,
-            journal_overlay: HashMap::new(),
-            detached: false,
-            force_commit: false,
-            synced: false,
-            display,
-        })
+        Ok(OpenFile::new(
+            self, file_id, data, backing, true, committed, keys, display,
+        ))
     }
 
     /// Reads the file id from a content file's header.
@@ -1279,26 +1296,16 @@ impl Vault {
         // The entry must hold the file the signed history put under this name.
         self.check_binding(backing, &header.file_id, &display)?;
         let (committed, keys) = self.load_verified(&header.file_id, &display)?;
-        let mut f = OpenFile {
-            file_id: header.file_id,
-            layout: self.layout(),
+        let mut f = OpenFile::new(
+            self,
+            header.file_id,
             data,
-            data_path: backing.to_path_buf(),
+            backing,
             writable,
-            size: committed.manifest.size,
-            chunks: committed.sidecar.chunks.clone(),
             committed,
             keys,
-            dirty: BTreeMap::new(),
-            partial: HashMap::new(),
-            dirty_bytes: 0,
-            truncated_to: None,
-            journal_overlay: HashMap::new(),
-            detached: false,
-            force_commit: false,
-            synced: false,
             display,
-        };
+        );
         f.recover_journal(self)?;
         if f.writable && !self.read_only && f.can_update(self) {
             // Trim chunks appended by a commit that never reached its commit point.
@@ -1355,26 +1362,10 @@ pub(super) fn open_branch(
         },
     };
     let keys = unwrap_keys(vault, &committed)?;
-    let mut f = OpenFile {
-        file_id: *file_id,
-        layout: vault.layout(),
-        data,
-        data_path: data_path.to_path_buf(),
-        writable: false,
-        size: committed.manifest.size,
-        chunks: committed.sidecar.chunks.clone(),
-        committed,
-        keys,
-        dirty: BTreeMap::new(),
-        partial: HashMap::new(),
-        dirty_bytes: 0,
-        truncated_to: None,
-        journal_overlay: HashMap::new(),
-        detached: !writable,
-        force_commit: false,
-        synced: false,
-        display,
-    };
+    let mut f = OpenFile::new(
+        vault, *file_id, data, data_path, false, committed, keys, display,
+    );
+    f.detached = !writable;
     // Every chunk must match the signed manifest before this counts as a branch.
     for idx in 0..f.layout.chunk_count(f.size) {
         f.load_committed_chunk(idx)?;
