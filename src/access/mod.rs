@@ -208,14 +208,7 @@ pub fn sign_next(
     change: AccessChange,
     keys: &dyn KeyLookup,
 ) -> Result<(Signed<AccessEntry>, AccessState)> {
-    let entry = AccessEntry {
-        file_id: state.file_id,
-        seq: state.seq + 1,
-        prev: state.head,
-        actor: actor.member_id(),
-        time_unix: crate::vault::now_unix(),
-        change,
-    };
+    let entry = unsigned_next(state, actor, change);
     let mut next = Some(state.clone());
     step(&mut next, &entry, keys)
         .map_err(|why| Error::AccessDenied(format!("access list entry {}: {why}", entry.seq)))?;
@@ -268,17 +261,23 @@ pub fn next_entry(
     actor: &crate::crypto::Identity,
     change: AccessChange,
 ) -> Signed<AccessEntry> {
-    Signed::sign(
-        &AccessEntry {
-            file_id: state.file_id,
-            seq: state.seq + 1,
-            prev: state.head,
-            actor: actor.member_id(),
-            time_unix: crate::vault::now_unix(),
-            change,
-        },
-        actor,
-    )
+    Signed::sign(&unsigned_next(state, actor, change), actor)
+}
+
+/// The entry that follows `state` in its chain, made by `actor`.
+fn unsigned_next(
+    state: &AccessState,
+    actor: &crate::crypto::Identity,
+    change: AccessChange,
+) -> AccessEntry {
+    AccessEntry {
+        file_id: state.file_id,
+        seq: state.seq + 1,
+        prev: state.head,
+        actor: actor.member_id(),
+        time_unix: crate::vault::now_unix(),
+        change,
+    }
 }
 
 #[cfg(test)]

@@ -1099,15 +1099,7 @@ impl Vault {
         }
         let committed = load_committed(self, file_id, display)?;
         let keys = unwrap_keys(self, &committed)?;
-        if let Some(stamp) = committed.stamp {
-            let mut cache = crate::lock(&self.verified);
-            if cache.entries.len() >= VERIFIED_CACHE_MAX {
-                cache.entries.clear();
-            }
-            cache
-                .entries
-                .insert(*file_id, (stamp, committed.clone(), keys.clone()));
-        }
+        self.remember_verified(file_id, &committed, &keys);
         Ok((committed, keys))
     }
 
