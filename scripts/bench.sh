@@ -8,9 +8,13 @@
 #   bash scripts/bench.sh                  # full run (about 30-45 minutes)
 #   QUICK=1 bash scripts/bench.sh          # small sizes, a smoke test of the harness
 #   TARGETS="bindfs coffer" ROUNDS=5 bash scripts/bench.sh
+#   WORKLOADS="small" TARGETS="gocryptfs coffer" ROUNDS=1 bash scripts/bench.sh
 #
 # Environment (defaults in brackets; QUICK=1 values after the slash):
 #   ROUNDS [3]  TARGETS ["ext4 bindfs gocryptfs coffer"]  QUICK [0]
+#   WORKLOADS ["small jobs seq fio"]: groups to run (small = the 10k files and
+#     grant -r; jobs = untar, tar c, grep, rm, git, sqlite; seq = dd and rotate/
+#     migrate; fio = random I/O); rows of groups left out show as "—"
 #   OUT [docs/bench-results-latest.md]   BENCH_DIR [/var/tmp/coffer-bench] (not tmpfs)
 #   SEQ_MB [1024/64]  FIO_MB [256/32]  FIO_RUNTIME [30/5] seconds per fio job
 #   SMALL_FILES [10000/1000]  SMALL_BYTES [1024]  SQL_INSERTS [1000/100]
@@ -28,6 +32,8 @@ cd "$ROOT"
 QUICK="${QUICK:-0}"
 ROUNDS="${ROUNDS:-3}"
 TARGETS="${TARGETS:-ext4 bindfs gocryptfs coffer}"
+WORKLOADS="${WORKLOADS:-small jobs seq fio}"
+runs_group() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 OUT="${OUT:-docs/bench-results-latest.md}"
 WORK="${BENCH_DIR:-/var/tmp/coffer-bench}"
 COFFER="${COFFER_BIN:-$ROOT/target/release/coffer}"
@@ -519,13 +525,13 @@ run_target() {
         [ -z "$(mounts_under "$base")" ] && rm -rf "$base"
         return 0
     fi
-    run_small_files
-    run_jobs
-    run_seq
-    run_fio
+    if runs_group small; then run_small_files; fi
+    if runs_group jobs; then run_jobs; fi
+    if runs_group seq; then run_seq; fi
+    if runs_group fio; then run_fio; fi
     record_daemon_usage
     teardown_target
-    if [ "$TARGET" = coffer ] && coffer_has verify; then
+    if [ "$TARGET" = coffer ] && coffer_has verify && runs_group seq && runs_group fio; then
         # content left in the vault: seq.dat and fio.dat
         measure_rate coffer_verify $((SEQ_MB + FIO_MB)) "$COFFER" verify "$BACKING"
     fi

@@ -12,7 +12,11 @@ use libfuzzer_sys::fuzz_target;
 fn dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("coffer-fuzz-log-{}", std::process::id()));
+        // A RAM-backed directory when there is one: each run writes two files.
+        let base = Some(std::path::Path::new("/dev/shm"))
+            .filter(|p| p.is_dir())
+            .map_or_else(std::env::temp_dir, |p| p.to_path_buf());
+        let d = base.join(format!("coffer-fuzz-log-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
     })

@@ -98,15 +98,30 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// What a change per file mostly waits for, which sets how many run at once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Re-encrypting content: one worker per core (each holds chunk buffers).
+    Content,
+    /// Access changes: a little public-key crypto and a sidecar replaced by
+    /// rename, which on a filesystem with online discard waits a millisecond
+    /// for the old sidecar's blocks to be trimmed: four workers per core keep
+    /// the cores busy while others wait.
+    Metadata,
+}
+
 /// Applies a change to every entry: in batch mode when there are several (no
 /// fsync per file, one syncfs at the end), then saves this machine's state.
-pub fn apply<F>(t: &Target, items: &[WalkEntry], what: &str, f: F) -> Result<()>
+pub fn apply<F>(t: &Target, items: &[WalkEntry], what: &str, work: Work, f: F) -> Result<()>
 where
     F: Fn(&WalkEntry) -> Result<()> + Sync,
 {
     let batch = items.len() > 1;
+    if batch {
+        crate::store::reaper::start_global();
+    }
     t.vault.set_batch(batch);
-    let result = for_each(items, what, f);
+    let result = for_each(items, what, work, f);
     if batch {
         t.vault.sync()?;
     }
@@ -114,11 +129,11 @@ where
     result
 }
 
-/// Runs `f` over many entries, on as many threads as there are cores (each
-/// entry is an independent file; the expensive part is public-key crypto). A
+/// Runs `f` over many entries on a few threads per core (see [`Work`]; each
+/// entry is an independent file). A
 /// failure on one entry is reported and the worst error is returned at the end,
 /// so `-r` does as much as it may.
-pub fn for_each<F>(items: &[WalkEntry], what: &str, f: F) -> Result<()>
+pub fn for_each<F>(items: &[WalkEntry], what: &str, work: Work, f: F) -> Result<()>
 where
     F: Fn(&WalkEntry) -> Result<()> + Sync,
 {
@@ -130,7 +145,8 @@ where
     let worst: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .clamp(1, 4);
+        .clamp(1, 4)
+        * if work == Work::Metadata { 4 } else { 1 };
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {

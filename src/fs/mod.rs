@@ -14,7 +14,6 @@ mod attr;
 mod files;
 mod inodes;
 mod namespace;
-mod reaper;
 mod sys;
 mod xattr;
 
@@ -73,7 +72,7 @@ pub(crate) struct Inner {
     /// Manifest hash each inode had at its last open, to keep the page cache.
     pub seen_versions: Mutex<HashMap<u64, [u8; 32]>>,
     /// Frees the inodes of unlinked backing files in the background.
-    pub reaper: reaper::Reaper,
+    pub reaper: crate::store::reaper::Reaper,
     pub stop: AtomicBool,
 }
 
@@ -188,7 +187,10 @@ pub fn mount(
         next_fh: AtomicU64::new(1),
         dir_ids: Mutex::new(HashMap::new()),
         seen_versions: Mutex::new(HashMap::new()),
-        reaper: reaper::Reaper::start(),
+        reaper: {
+            crate::store::reaper::start_global();
+            crate::store::reaper::Reaper::start()
+        },
         stop: AtomicBool::new(false),
     });
 

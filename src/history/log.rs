@@ -223,6 +223,11 @@ pub fn forget_vouched(vault_id: &[u8; 16]) {
     crate::lock(&CHECK_EVERY_SIGNATURE).insert(*vault_id);
 }
 
+/// Whether this process was told to check every signature of a vault again.
+pub fn checks_every_signature(vault_id: &[u8; 16]) -> bool {
+    crate::lock(&CHECK_EVERY_SIGNATURE).contains(vault_id)
+}
+
 fn vouched_prefix(
     vault_id: &[u8; 16],
     member: &MemberId,
@@ -303,7 +308,7 @@ fn read_log_inner(
         .flatten()
         .filter(|t| t.0 > from.entries)
         .max_by_key(|t| t.0)
-        .filter(|_| !crate::lock(&CHECK_EVERY_SIGNATURE).contains(vault_id));
+        .filter(|_| !checks_every_signature(vault_id));
     let mut parsed = None;
     if let Some(trust) = trust {
         // Anything short of reproducing the vouched prefix (an error, a shorter

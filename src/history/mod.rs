@@ -23,7 +23,7 @@ pub fn verify_manifest(
             signed.signer
         ))
     })?;
-    let m = signed.verify(&key)?;
+    let m = crate::access::verify_signed(signed, &key, keys)?;
     if m.writer != signed.signer {
         return Err(Error::integrity("manifest writer is not its signer"));
     }

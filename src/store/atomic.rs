@@ -44,7 +44,13 @@ pub fn atomic_write_parts(path: &Path, parts: &[&[u8]], durability: Durability) 
             f.sync_all()?;
         }
         drop(f);
+        // The replaced file's blocks are freed in the background (see reaper).
+        let reaper = super::reaper::global();
+        let replaced = reaper.and_then(|r| r.hold(path));
         fs::rename(&tmp, path)?;
+        if let Some(r) = reaper {
+            r.release(replaced);
+        }
         if durability == Durability::Sync {
             File::open(dir)?.sync_all()?;
         }

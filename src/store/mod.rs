@@ -13,6 +13,7 @@
 pub mod advise;
 pub mod atomic;
 pub mod lock;
+pub mod reaper;
 pub mod sync;
 
 pub use atomic::{atomic_write, read_limited, Durability};

@@ -734,7 +734,9 @@ impl OpenFile {
             &path,
             &format::encode_file(format::SIDECAR, sidecar),
             durability,
-        )
+        )?;
+        vouch_own_signatures(vault, sidecar);
+        Ok(())
     }
 
     /// If another mount committed since we loaded, adopt its version as the base
@@ -1031,19 +1033,48 @@ fn read_sidecar(
     Ok((sidecar, access, manifest))
 }
 
+/// Records this member's signatures in a sidecar just written as checked, so
+/// the next open (in any process on this machine) skips them. Everything held
+/// in memory was verified when loaded or signed here.
+fn vouch_own_signatures(vault: &Vault, sidecar: &Sidecar) {
+    use crate::access::KeyLookup;
+    use crate::format::signed::SignedBody;
+    let me = vault.me.member_id();
+    let key = vault.me.public().ed25519;
+    for entry in sidecar.access.iter().filter(|e| e.signer == me) {
+        vault.vouch(&key, format::AccessEntry::DOMAIN, &entry.hash());
+    }
+    if sidecar.manifest.signer == me {
+        vault.vouch(&key, Manifest::DOMAIN, &sidecar.manifest.hash());
+    }
+}
+
 /// Unwraps every epoch key we can; checks each against the manifest's commitment.
 pub(super) fn unwrap_keys(vault: &Vault, c: &Committed) -> Result<HashMap<u32, SecretKey>> {
     let mut keys = HashMap::new();
     if !c.access.can_read(&vault.me.member_id()) {
         return Ok(keys);
     }
-    for ek in &c.sidecar.keys {
-        if let Some(k) = ek
-            .wraps
-            .iter()
-            .find(|w| w.recipient == vault.me.member_id())
-            .and_then(|w| wrap::unwrap(w, &vault.me, &c.sidecar.file_id, ek.epoch))
-        {
+    // Newest epoch first: its key opens the earlier ones (`earlier`), which
+    // then need no X25519 unwrap of their own.
+    let mut epochs: Vec<&crate::format::EpochKeys> = c.sidecar.keys.iter().collect();
+    epochs.sort_by_key(|ek| std::cmp::Reverse(ek.epoch));
+    for ek in epochs {
+        let known = keys.get(&ek.epoch).cloned();
+        if let Some(k) = known.or_else(|| {
+            ek.wraps
+                .iter()
+                .find(|w| w.recipient == vault.me.member_id())
+                .and_then(|w| {
+                    wrap::unwrap_with(
+                        w,
+                        &vault.me,
+                        &c.sidecar.file_id,
+                        ek.epoch,
+                        Some(&vault.unwraps),
+                    )
+                })
+        }) {
             history::check_key_commitment(&c.manifest, ek.epoch, &k)?;
             if let Some(sealed) = &ek.earlier {
                 for (epoch, older) in
@@ -1172,7 +1203,7 @@ impl Vault {
             let rec = self
                 .member(reader)
                 .ok_or_else(|| Error::BadInput(format!("reader {reader} is not a vault member")))?;
-            wraps.push(wrap::wrap(&key, &rec.public, &file_id, 0)?);
+            wraps.push(self.wraps.wrap(&key, &rec.public, &file_id, 0)?);
         }
         let manifest = history::next_manifest(
             &self.me,
@@ -1208,6 +1239,7 @@ impl Vault {
             &format::encode_file(format::SIDECAR, &sidecar),
             Durability::Lazy,
         )?;
+        vouch_own_signatures(self, &sidecar);
         let header = DataHeader {
             format_version: FORMAT_VERSION,
             chunk_log2: self.chunk_log2(),

@@ -10,6 +10,7 @@ pub mod resolve;
 pub mod seen;
 pub mod share;
 pub mod verify;
+pub mod vouched;
 
 use std::collections::HashMap;
 use std::fs;
@@ -54,6 +55,12 @@ pub struct Vault {
     bindings: std::sync::Mutex<bindings::BindingIndex>,
     /// Sidecars verified since they last changed.
     verified: std::sync::Mutex<file::VerifiedCache>,
+    /// Signatures this machine checked before, across processes.
+    vouched: vouched::VouchedSignatures,
+    /// Key wrapping with one ephemeral per recipient (see `WrapSession`).
+    pub(crate) wraps: wrap::WrapSession,
+    /// X25519 results by ephemeral key, for stanzas wrapped in one session.
+    pub(crate) unwraps: wrap::UnwrapCache,
     /// See [`Vault::set_batch`].
     batch: std::sync::atomic::AtomicBool,
     /// History events held back in batch mode (see [`Vault::record_all`]).
@@ -90,6 +97,14 @@ impl KeyLookup for Vault {
             .unwrap()
             .get(id)
             .map(|m| m.public.ed25519)
+    }
+
+    fn vouched(&self, ed25519: &[u8; 32], domain: &[u8], record: &[u8; 32]) -> bool {
+        self.vouched.contains(ed25519, domain, record)
+    }
+
+    fn vouch(&self, ed25519: &[u8; 32], domain: &[u8], record: &[u8; 32]) {
+        self.vouched.insert(ed25519, domain, record);
     }
 }
 
@@ -131,6 +146,7 @@ impl Vault {
         ] {
             fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
+        let vouched = vouched::VouchedSignatures::load(&config.vault_id, &admin);
         let vault = Vault {
             names: NameCipher::new(&name_key),
             paths,
@@ -146,6 +162,9 @@ impl Vault {
             )),
             bindings: Default::default(),
             verified: Default::default(),
+            vouched,
+            wraps: Default::default(),
+            unwraps: Default::default(),
             batch: Default::default(),
             pending_log: Default::default(),
             dir_cache: Default::default(),
@@ -194,6 +213,7 @@ impl Vault {
             wrap::unwrap(&record.name_key, &me, &config.vault_id, 0).ok_or_else(|| {
                 Error::integrity("cannot unwrap the vault name key from this member's record")
             })?;
+        let vouched = vouched::VouchedSignatures::load(&config_id, &me);
         let vault = Vault {
             names: NameCipher::new(&name_key),
             paths,
@@ -207,6 +227,9 @@ impl Vault {
             )),
             bindings: Default::default(),
             verified: Default::default(),
+            vouched,
+            wraps: Default::default(),
+            unwraps: Default::default(),
             batch: Default::default(),
             pending_log: Default::default(),
             dir_cache: Default::default(),

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use super::file::{load_committed, stamp_of, unwrap_keys, OpenFile};
 use super::Vault;
 use crate::access::{self, AccessState};
-use crate::crypto::{wrap, MemberId, SecretKey};
+use crate::crypto::{MemberId, SecretKey};
 use crate::error::{Error, Result};
 use crate::format::{AccessChange, EpochKeys, MemberRecord, Right, Sidecar};
 use crate::store::lock::FileLock;
@@ -231,7 +231,9 @@ impl OpenFile {
             // A new reader gets the current key; earlier ones come through `earlier`.
             let key = self.current_key()?;
             let epoch = st.epoch;
-            let w = wrap::wrap(&key, &member.public, &self.file_id, epoch)?;
+            let w = vault
+                .wraps
+                .wrap(&key, &member.public, &self.file_id, epoch)?;
             let mut sidecar_keys = self.committed.sidecar.keys.clone();
             match sidecar_keys.iter_mut().find(|k| k.epoch == epoch) {
                 Some(k) => {
@@ -252,8 +254,12 @@ impl OpenFile {
                 for k in sidecar_keys.iter_mut().filter(|k| k.epoch != epoch) {
                     if let Some(old) = self.keys.get(&k.epoch) {
                         k.wraps.retain(|x| x.recipient != id);
-                        k.wraps
-                            .push(wrap::wrap(old, &member.public, &self.file_id, k.epoch)?);
+                        k.wraps.push(vault.wraps.wrap(
+                            old,
+                            &member.public,
+                            &self.file_id,
+                            k.epoch,
+                        )?);
                     }
                 }
             }
@@ -330,7 +336,7 @@ impl OpenFile {
             let rec = vault.member(reader).ok_or_else(|| {
                 Error::integrity(format!("reader {reader} is not a vault member"))
             })?;
-            wraps.push(wrap::wrap(&key, &rec.public, &self.file_id, epoch)?);
+            wraps.push(vault.wraps.wrap(&key, &rec.public, &self.file_id, epoch)?);
         }
         let used: std::collections::BTreeSet<u32> =
             self.chunks.iter().flatten().map(|c| c.epoch).collect();

@@ -2,7 +2,8 @@
 //! vault is trusted: member records, directory records, names, every file's
 //! access list, manifest and chunk hashes, the members' signed logs, and all of
 //! it against what this machine saw before (its state is trusted). `--deep` also decrypts every chunk we hold a
-//! key for and re-checks every history signature (see docs/SECURITY.md, "What
+//! key for and re-checks every signature, history, access entries and manifests
+//! alike, that this machine checked before (see docs/SECURITY.md, "What
 //! `coffer verify` checks").
 //!
 //! Content is the bulk of the work: each chunk's BLAKE3 hash is checked
@@ -40,8 +41,8 @@ const READ_AHEAD: u64 = 2;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct VerifyOptions {
     /// Also decrypt (authenticate) every chunk of every file we hold read on,
-    /// and check every history signature again instead of trusting the log
-    /// prefix this machine verified before.
+    /// and check every signature again instead of trusting the log prefixes
+    /// and records this machine verified before (`vault::vouched`).
     pub deep: bool,
 }
 

@@ -48,7 +48,7 @@ impl Run for Args {
         let items = target::entries(&t, self.recursive)?;
         let id = member.public.member_id();
         let changed = std::sync::atomic::AtomicU64::new(0);
-        let result = target::apply(&t, &items, "granting", |e| {
+        let result = target::apply(&t, &items, "granting", target::Work::Metadata, |e| {
             if e.is_dir {
                 return t.vault.update_dir_defaults(&e.backing, |d| {
                     d.readers.push(id);

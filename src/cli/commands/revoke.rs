@@ -55,7 +55,13 @@ impl Run for Args {
         };
         let items = target::entries(&t, self.recursive)?;
         let changed = std::sync::atomic::AtomicU64::new(0);
-        let result = target::apply(&t, &items, "revoking", |e| {
+        // Taking only update, or a lazy revocation, re-encrypts nothing.
+        let work = if mode == RevokeMode::Lazy || right == Right::Update {
+            target::Work::Metadata
+        } else {
+            target::Work::Content
+        };
+        let result = target::apply(&t, &items, "revoking", work, |e| {
             if e.is_dir {
                 return t.vault.update_dir_defaults(&e.backing, |d| {
                     d.updaters.retain(|m| *m != id);

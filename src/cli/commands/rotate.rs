@@ -31,7 +31,7 @@ impl Run for Args {
         let items = target::entries(&t, self.recursive)?;
         let files = std::sync::atomic::AtomicU64::new(0);
         let epoch = std::sync::atomic::AtomicU64::new(0);
-        let result = target::apply(&t, &items, "rotating", |e| {
+        let result = target::apply(&t, &items, "rotating", target::Work::Content, |e| {
             if !e.is_file {
                 return Ok(());
             }

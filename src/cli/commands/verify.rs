@@ -14,8 +14,8 @@ use super::Run;
 manifest, every chunk against its signed hash), and every member's signed history, \
 also against what this machine saw before (rollback). Exit 0 when clean, 4 on any integrity \
 failure, listing each bad path and why.\n\n\
-With --deep, also decrypt every chunk of the files you hold read on, and check every history \
-signature again rather than trusting what this machine verified before."
+With --deep, also decrypt every chunk of the files you hold read on, and check every signature \
+(history, access lists, manifests) again rather than trusting what this machine verified before."
 )]
 pub struct Args {
     /// The vault.

@@ -1,10 +1,12 @@
-//! Deferred frees: before a backing file is unlinked, the adapter opens it with
-//! `O_PATH` and hands that descriptor to a background thread, which closes it.
-//! The inode then dies (its blocks are freed) off the request path: on a backing
-//! filesystem mounted with online discard each freed file costs a synchronous
-//! TRIM of a millisecond or more, which otherwise every `unlink` waits for.
-//! Nothing about durability or crash safety changes: the name is gone when the
-//! request returns, and after a crash the kernel drops the orphaned inode.
+//! Deferred frees: before a file is unlinked or replaced by a rename (the FUSE
+//! adapter's unlink, every atomic write), it is opened with `O_PATH` and that
+//! descriptor goes to a background thread, which closes it. The inode then dies
+//! (its blocks are freed) off the request path: on a backing filesystem mounted
+//! with online discard each freed file costs a synchronous TRIM of a
+//! millisecond or so, which otherwise every unlink and every sidecar update
+//! waits for. Nothing about durability or crash safety changes: the name is
+//! gone (or replaced) when the call returns, and after a crash the kernel drops
+//! the orphaned inode.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -12,6 +14,20 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
+
+static GLOBAL: std::sync::OnceLock<Reaper> = std::sync::OnceLock::new();
+
+/// Starts the process-wide reaper that atomic writes use. Not started on its
+/// own: a process that still has to fork (a background mount) must not run
+/// threads yet; the daemon starts it once it serves, batch commands at start.
+pub fn start_global() {
+    GLOBAL.get_or_init(Reaper::start);
+}
+
+/// The process-wide reaper, if started.
+pub fn global() -> Option<&'static Reaper> {
+    GLOBAL.get()
+}
 
 pub struct Reaper {
     tx: Mutex<Option<SyncSender<File>>>,
