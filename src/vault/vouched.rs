@@ -5,9 +5,10 @@
 //! Client state, trusted like `.seen`: `$XDG_STATE_HOME/coffer/vaults/<vault
 //! id>.<member id>.vouched`, a fixed-size hash table of 16-byte tags on disk
 //! (a 4 KiB header, then 2^18 slots in windows of 8; 4 MiB, sparse until
-//! used). Lookups and inserts are one `pread`/`pwrite` of a window, so a mount
-//! and a command share it as they go, the daemon's memory does not grow with
-//! it, and a full window overwrites one of its slots (a miss only costs a
+//! used). A process reads it once (4 MiB, one sequential read) and answers
+//! lookups from that copy; a miss re-reads its window and an insert writes its
+//! slot, so a mount and a command share tags as they go, memory stays fixed,
+//! and a full window overwrites one of its slots (a lost tag only costs a
 //! signature check). A tag is BLAKE3 keyed with a key derived from the
 //! member's private key over the signer's public key, the record kind's
 //! signature domain and the record's hash (body, signer and signature): bytes
@@ -35,6 +36,10 @@ pub struct VouchedSignatures {
     key: Zeroizing<[u8; 32]>,
     /// `None` when the table cannot be opened: nothing is vouched for.
     file: Option<File>,
+    /// The table as this process last read it, loaded in one sequential read
+    /// at first use: lookups of known tags need no I/O (not even after the
+    /// page cache is dropped); a miss re-reads its window from the file.
+    copy: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl VouchedSignatures {
@@ -67,6 +72,7 @@ impl VouchedSignatures {
             vault_id: *vault_id,
             key,
             file,
+            copy: std::sync::Mutex::new(None),
         }
     }
 
@@ -94,6 +100,34 @@ impl VouchedSignatures {
         w
     }
 
+    /// Runs `f` on this process's copy of the window at `at`; with
+    /// `fresh`, the window is read from the file first.
+    fn with_window<T>(
+        &self,
+        file: &File,
+        at: u64,
+        fresh: bool,
+        f: impl FnOnce(&mut [u8]) -> T,
+    ) -> T {
+        let mut copy = crate::lock(&self.copy);
+        let table = copy.get_or_insert_with(|| {
+            let mut all = vec![0u8; table_size() as usize];
+            let mut done = 0;
+            while done < all.len() {
+                match file.read_at(&mut all[done..], done as u64) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => done += n,
+                }
+            }
+            all
+        });
+        let w = &mut table[at as usize..at as usize + WINDOW * TAG_LEN];
+        if fresh {
+            w.copy_from_slice(&Self::read_window(file, at));
+        }
+        f(w)
+    }
+
     /// Whether this machine checked the signature on `record` by that key before.
     pub fn contains(&self, signer_ed25519: &[u8; 32], domain: &[u8], record: &[u8; 32]) -> bool {
         let Some(file) = &self.file else {
@@ -103,9 +137,10 @@ impl VouchedSignatures {
             return false;
         }
         let t = self.tag(signer_ed25519, domain, record);
-        Self::read_window(file, Self::window_of(&t))
-            .chunks_exact(TAG_LEN)
-            .any(|slot| slot == t)
+        let at = Self::window_of(&t);
+        let has = |w: &mut [u8]| w.chunks_exact(TAG_LEN).any(|slot| slot == t);
+        // Another process (the mount, a command) may have added it since.
+        self.with_window(file, at, false, has) || self.with_window(file, at, true, has)
     }
 
     /// Records a signature this process verified or made.
@@ -115,18 +150,22 @@ impl VouchedSignatures {
         };
         let t = self.tag(signer_ed25519, domain, record);
         let at = Self::window_of(&t);
-        let w = Self::read_window(file, at);
-        let mut free = None;
-        for (i, slot) in w.chunks_exact(TAG_LEN).enumerate() {
-            if slot == t {
-                return;
+        let slot = self.with_window(file, at, true, |w| {
+            let mut free = None;
+            for (i, slot) in w.chunks_exact(TAG_LEN).enumerate() {
+                if slot == t {
+                    return None;
+                }
+                if free.is_none() && slot.iter().all(|b| *b == 0) {
+                    free = Some(i);
+                }
             }
-            if free.is_none() && slot.iter().all(|b| *b == 0) {
-                free = Some(i);
-            }
-        }
-        // A full window gives up a slot picked by the new tag's own bits.
-        let slot = free.unwrap_or(t[8] as usize % WINDOW);
+            // A full window gives up a slot picked by the new tag's own bits.
+            let slot = free.unwrap_or(t[8] as usize % WINDOW);
+            w[slot * TAG_LEN..(slot + 1) * TAG_LEN].copy_from_slice(&t);
+            Some(slot)
+        });
+        let Some(slot) = slot else { return };
         if let Err(e) = file.write_at(&t, at + (slot * TAG_LEN) as u64) {
             log::debug!(
                 "could not record a checked signature in {}: {e}",
@@ -134,6 +173,10 @@ impl VouchedSignatures {
             );
         }
     }
+}
+
+fn table_size() -> u64 {
+    HEADER_LEN + WINDOWS * (WINDOW * TAG_LEN) as u64
 }
 
 /// Opens (or creates, 0600) the table; one with another header starts over.
@@ -148,7 +191,7 @@ fn open_table(path: &std::path::Path) -> std::io::Result<File> {
         .truncate(false)
         .mode(0o600)
         .open(path)?;
-    let size = HEADER_LEN + WINDOWS * (WINDOW * TAG_LEN) as u64;
+    let size = table_size();
     let mut header = [0u8; 16];
     let ok = file.read_at(&mut header, 0).ok() == Some(16) && &header == HEADER;
     if !ok || file.metadata()?.len() != size {
