@@ -1,5 +1,6 @@
-//! Read-ahead hints (posix_fadvise) for long sequential scans such as
-//! `coffer verify`. Hints only: failures are ignored. This is a libc edge of
+//! Hints to the kernel: read-ahead (posix_fadvise) for long sequential scans
+//! such as `coffer verify`, and block allocation up front for small files that
+//! replace others. Hints only: failures are ignored. This is a libc edge of
 //! the store layer.
 
 use std::fs::File;
@@ -22,4 +23,21 @@ fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
     // SAFETY: posix_fadvise only reads the descriptor number, which `file` keeps
     // open for the duration of the call; it touches no memory of ours.
     let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, advice) };
+}
+
+/// Allocates `len` bytes of a new, empty file before it is written. On ext4 a
+/// file written without allocated blocks (delayed allocation) and then renamed
+/// over another is flushed to disk inside `rename` (`auto_da_alloc`); with its
+/// blocks allocated first, `rename` does not wait for that write. Keeps the
+/// file size at 0 (`FALLOC_FL_KEEP_SIZE`), so a short write leaves no zeros.
+pub fn allocate(file: &File, len: u64) {
+    let Ok(len) = libc::off_t::try_from(len) else {
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    // SAFETY: fallocate only reads the descriptor number, which `file` keeps
+    // open for the duration of the call; it touches no memory of ours.
+    let _ = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
 }

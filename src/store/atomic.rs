@@ -37,6 +37,7 @@ pub fn atomic_write_parts(path: &Path, parts: &[&[u8]], durability: Durability) 
             .create_new(true)
             .mode(0o644)
             .open(&tmp)?;
+        super::advise::allocate(&f, parts.iter().map(|p| p.len() as u64).sum());
         for part in parts {
             f.write_all(part)?;
         }
