@@ -136,12 +136,12 @@ pub struct WrapSession {
 struct SessionInner {
     ephemerals: HashMap<[u8; 32], std::sync::Arc<Ephemeral>>,
     /// Digest of the key sealed per (recipient, file id, epoch) under the
-    /// current ephemerals.
-    sealed: HashMap<([u8; 32], [u8; 16], u32), [u8; 32]>,
+    /// current ephemerals, both as 128-bit hashes (memory: 32 bytes a stanza).
+    sealed: HashMap<[u8; 16], [u8; 16]>,
     started: std::time::Instant,
 }
 
-const SESSION_WRAPS: usize = 1 << 16;
+const SESSION_WRAPS: usize = 1 << 14;
 const SESSION_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Default for WrapSession {
@@ -164,7 +164,14 @@ impl WrapSession {
         file_id: &[u8; 16],
         epoch: u32,
     ) -> Result<Wrap> {
-        let digest = *blake3::hash(key.as_bytes()).as_bytes();
+        let digest = truncated(blake3::hash(key.as_bytes()));
+        let pair = {
+            let mut h = blake3::Hasher::new();
+            h.update(&recipient.x25519);
+            h.update(file_id);
+            h.update(&epoch.to_le_bytes());
+            truncated(h.finalize())
+        };
         let eph = {
             let mut s = self
                 .inner
@@ -175,7 +182,7 @@ impl WrapSession {
                 s.sealed.clear();
                 s.started = std::time::Instant::now();
             }
-            match s.sealed.get(&(recipient.x25519, *file_id, epoch)) {
+            match s.sealed.get(&pair) {
                 // Same wrap key, other plaintext: must not happen under one nonce.
                 Some(d) if *d != digest => None,
                 _ => {
@@ -187,7 +194,7 @@ impl WrapSession {
                             e
                         }
                     };
-                    s.sealed.insert((recipient.x25519, *file_id, epoch), digest);
+                    s.sealed.insert(pair, digest);
                     Some(eph)
                 }
             }
@@ -197,6 +204,12 @@ impl WrapSession {
             None => wrap(key, recipient, file_id, epoch),
         }
     }
+}
+
+fn truncated(h: blake3::Hash) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.as_bytes()[..16]);
+    out
 }
 
 /// Shared secrets by ephemeral public key, so stanzas wrapped in one session
