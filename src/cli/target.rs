@@ -130,9 +130,8 @@ where
 }
 
 /// Runs `f` over many entries on a few threads per core (see [`Work`]; each
-/// entry is an independent file). A
-/// failure on one entry is reported and the worst error is returned at the end,
-/// so `-r` does as much as it may.
+/// entry is an independent file). A failure on one entry is reported and the
+/// worst error is returned at the end, so `-r` does as much as it may.
 pub fn for_each<F>(items: &[WalkEntry], what: &str, work: Work, f: F) -> Result<()>
 where
     F: Fn(&WalkEntry) -> Result<()> + Sync,

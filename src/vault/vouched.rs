@@ -150,6 +150,11 @@ impl VouchedSignatures {
         };
         let t = self.tag(signer_ed25519, domain, record);
         let at = Self::window_of(&t);
+        // Recorded already (the common case: a commit re-vouches the file's
+        // older entries): no I/O.
+        if self.with_window(file, at, false, |w| w.chunks_exact(TAG_LEN).any(|s| s == t)) {
+            return;
+        }
         let slot = self.with_window(file, at, true, |w| {
             let mut free = None;
             for (i, slot) in w.chunks_exact(TAG_LEN).enumerate() {
