@@ -983,23 +983,39 @@ pub(super) fn load_committed(
     display: &str,
 ) -> Result<Committed> {
     let path = vault.paths.sidecar(file_id);
-    let stamp = stamp_of(&path);
-    let (sidecar, access, manifest) = read_sidecar(vault, file_id, &path, display)?;
-    vault.check_file_history(
-        file_id,
-        super::seen::SeenFile {
-            version: manifest.version,
-            manifest_hash: sidecar.manifest.hash(),
-            access_len: sidecar.access.len() as u64,
-        },
-        display,
-    )?;
-    Ok(Committed {
-        sidecar,
-        manifest,
-        access,
-        stamp,
-    })
+    let mut attempts = 0;
+    loop {
+        let stamp = stamp_of(&path);
+        let (sidecar, access, manifest) = read_sidecar(vault, file_id, &path, display)?;
+        let checked = vault.check_file_history(
+            file_id,
+            super::seen::SeenFile {
+                version: manifest.version,
+                manifest_hash: sidecar.manifest.hash(),
+                access_len: sidecar.access.len() as u64,
+            },
+            display,
+        );
+        match checked {
+            Ok(()) => {
+                return Ok(Committed {
+                    sidecar,
+                    manifest,
+                    access,
+                    stamp,
+                })
+            }
+            // A writer replaces the sidecar first and logs the new version
+            // after, so history read after our sidecar may be one commit
+            // ahead of it: when the sidecar changed meanwhile, read it again.
+            Err(Error::Integrity { .. }) | Err(Error::Fork { .. })
+                if attempts < 3 && stamp_of(&path) != stamp =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Reads a sidecar and verifies what it holds on its own: the file id, the
