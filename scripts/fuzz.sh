@@ -24,8 +24,8 @@
 #   CASES          proptest cases per property (default 10000000; 0 skips)
 #   FUZZ_TARGETS   space-separated subset of targets (default: all)
 #   FUZZ_ARGS      extra libFuzzer arguments (e.g. "-max_total_time=600")
-#   SANITIZER      address (default) or none: about twice the executions per
-#                  second; panics, aborts, timeouts and -rss_limit_mb still stop
+#   SANITIZER      address (default) or none: 2 to 10 times the executions
+#                  per second; panics, aborts, timeouts and -rss_limit_mb still stop
 #                  the run, -malloc_limit_mb needs a sanitizer (the decoders are
 #                  safe Rust, so ASan mostly guards the fuzzer harness itself)
 set -euo pipefail
