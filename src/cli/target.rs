@@ -118,7 +118,7 @@ where
 {
     let batch = items.len() > 1;
     if batch {
-        crate::store::reaper::start_global();
+        let _ = crate::store::reaper::start_global();
     }
     t.vault.set_batch(batch);
     let result = for_each(items, what, work, f);

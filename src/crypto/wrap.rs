@@ -1,7 +1,8 @@
-//! Wrapping a file key for one member (age-style X25519 recipient stanza):
-//! an ephemeral key (one per stanza, or one per recipient in a [`WrapSession`]), `shared = X25519(eph, recipient)`, rejected if
-//! non-contributory (all zero), and a wrap key derived with BLAKE3 over the shared
-//! secret, both public keys, the file id and the epoch. The file key is sealed with
+//! Wrapping a file key for one member (age-style X25519 recipient stanza): an
+//! ephemeral key (one per stanza, or one per recipient in a [`WrapSession`]),
+//! `shared = X25519(eph, recipient)`, rejected if non-contributory (all zero),
+//! and a wrap key derived with BLAKE3 over the shared secret, both public keys,
+//! the file id and the epoch. The file key is sealed with
 //! XChaCha20-Poly1305 under that one-time wrap key.
 
 use std::collections::HashMap;
@@ -173,10 +174,7 @@ impl WrapSession {
             truncated(h.finalize())
         };
         let eph = {
-            let mut s = self
-                .inner
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut s = crate::lock(&self.inner);
             if s.sealed.len() >= SESSION_WRAPS || s.started.elapsed() >= SESSION_AGE {
                 s.ephemerals.clear();
                 s.sealed.clear();
@@ -213,7 +211,8 @@ fn truncated(h: blake3::Hash) -> [u8; 16] {
 }
 
 /// Shared secrets by ephemeral public key, so stanzas wrapped in one session
-/// (see [`WrapSession`]) cost one X25519 for all of them. Bounded.
+/// (see [`WrapSession`]) cost one X25519 for all of them. Bounded. The secret
+/// depends on the unwrapping identity too: one cache per identity.
 #[derive(Default)]
 pub struct UnwrapCache {
     shared: std::sync::Mutex<HashMap<[u8; 32], Zeroizing<[u8; 32]>>>,
@@ -245,14 +244,8 @@ pub fn unwrap_with(
     if stanza.recipient != me.member_id() || stanza.sealed.len() != WRAPPED_LEN {
         return None;
     }
-    let lock = |c: &UnwrapCache| {
-        c.shared
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&stanza.ephemeral)
-            .cloned()
-    };
-    let shared = match cache.and_then(lock) {
+    let cached = |c: &UnwrapCache| crate::lock(&c.shared).get(&stanza.ephemeral).cloned();
+    let shared = match cache.and_then(cached) {
         Some(s) => s,
         None => {
             let shared = me
@@ -263,10 +256,7 @@ pub fn unwrap_with(
             }
             let shared = Zeroizing::new(*shared.as_bytes());
             if let Some(c) = cache {
-                let mut m = c
-                    .shared
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut m = crate::lock(&c.shared);
                 if m.len() >= UNWRAP_CACHE_MAX {
                     m.clear();
                 }

@@ -72,7 +72,7 @@ pub(crate) struct Inner {
     /// Manifest hash each inode had at its last open, to keep the page cache.
     pub seen_versions: Mutex<HashMap<u64, [u8; 32]>>,
     /// Frees the inodes of unlinked backing files in the background.
-    pub reaper: crate::store::reaper::Reaper,
+    pub reaper: &'static crate::store::reaper::Reaper,
     pub stop: AtomicBool,
 }
 
@@ -187,10 +187,7 @@ pub fn mount(
         next_fh: AtomicU64::new(1),
         dir_ids: Mutex::new(HashMap::new()),
         seen_versions: Mutex::new(HashMap::new()),
-        reaper: {
-            crate::store::reaper::start_global();
-            crate::store::reaper::Reaper::start()
-        },
+        reaper: crate::store::reaper::start_global(),
         stop: AtomicBool::new(false),
     });
 

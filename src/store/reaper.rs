@@ -17,11 +17,13 @@ use std::thread::JoinHandle;
 
 static GLOBAL: std::sync::OnceLock<Reaper> = std::sync::OnceLock::new();
 
-/// Starts the process-wide reaper that atomic writes use. Not started on its
-/// own: a process that still has to fork (a background mount) must not run
-/// threads yet; the daemon starts it once it serves, batch commands at start.
-pub fn start_global() {
-    GLOBAL.get_or_init(Reaper::start);
+/// Starts (once) and returns the process-wide reaper that atomic writes and
+/// the FUSE adapter share, so one bound holds for all held descriptors. Not
+/// started on its own: a process that still has to fork (a background mount)
+/// must not run threads yet; the daemon starts it once it serves, batch
+/// commands at start.
+pub fn start_global() -> &'static Reaper {
+    GLOBAL.get_or_init(Reaper::start)
 }
 
 /// The process-wide reaper, if started.

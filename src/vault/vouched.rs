@@ -138,7 +138,7 @@ impl VouchedSignatures {
         }
         let t = self.tag(signer_ed25519, domain, record);
         let at = Self::window_of(&t);
-        let has = |w: &mut [u8]| w.chunks_exact(TAG_LEN).any(|slot| slot == t);
+        let has = |w: &mut [u8]| holds(w, &t);
         // Another process (the mount, a command) may have added it since.
         self.with_window(file, at, false, has) || self.with_window(file, at, true, has)
     }
@@ -152,7 +152,7 @@ impl VouchedSignatures {
         let at = Self::window_of(&t);
         // Recorded already (the common case: a commit re-vouches the file's
         // older entries): no I/O.
-        if self.with_window(file, at, false, |w| w.chunks_exact(TAG_LEN).any(|s| s == t)) {
+        if self.with_window(file, at, false, |w| holds(w, &t)) {
             return;
         }
         let slot = self.with_window(file, at, true, |w| {
@@ -178,6 +178,11 @@ impl VouchedSignatures {
             );
         }
     }
+}
+
+/// Whether a window holds the tag.
+fn holds(window: &[u8], tag: &[u8; TAG_LEN]) -> bool {
+    window.chunks_exact(TAG_LEN).any(|slot| slot == tag)
 }
 
 fn table_size() -> u64 {
