@@ -530,6 +530,23 @@ fn busy_mountpoint_is_exit_2() {
     m.unmount();
 }
 
+/// The daemon holds content keys and the identity seed: a crash must not
+/// write them to a core file.
+#[test]
+fn daemon_writes_no_core_dumps() {
+    require_fuse!();
+    let v = TestVault::new(&["alice"]);
+    let log = v.ws.path().join("core.log");
+    let m = v.mount_foreground("alice", &log);
+    let limits = fs::read_to_string(format!("/proc/{}/limits", daemon_pid(&m))).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("a core size line in /proc/PID/limits");
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(fields[4..6], ["0", "0"], "soft and hard limit: {core}");
+}
+
 #[test]
 fn file_descriptors_return_to_baseline() {
     require_fuse!();

@@ -8,6 +8,24 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+/// Turns off core dumps for this process and its children: a crashed mount or
+/// command would otherwise write its content keys and identity seed to disk.
+/// (Not `PR_SET_DUMPABLE`: that also hides `/proc/self`, which the mount reads.)
+pub fn no_core_dumps() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads one initialized struct; a failure only leaves
+    // core dumps as they were, so it is logged and ignored.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
+        log::debug!(
+            "could not turn off core dumps: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
 /// Which side of the fork this process is on.
 pub enum Forked {
     /// The original process: wait for the child's word, then exit.

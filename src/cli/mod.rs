@@ -117,6 +117,7 @@ pub fn run_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         }
     };
     logging::init(cli.global.verbose, logging::Default::Interactive);
+    daemon::no_core_dumps();
     install_panic_hook();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli)));
     match result {
