@@ -71,7 +71,10 @@ pub fn read_limited(path: &Path, max: usize, kind: &'static str) -> Result<Vec<u
         }
         _ => Error::io(path, e),
     })?;
-    let mut out = Vec::new();
+    // Sized from the file's length: one read instead of a doubling series
+    // from 32 bytes (a sidecar took seven `read` calls).
+    let len = f.metadata().map_or(0, |m| m.len()).min(max as u64) as usize;
+    let mut out = Vec::with_capacity(len + 1);
     f.take(max as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| Error::io(path, e))?;
