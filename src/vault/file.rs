@@ -919,12 +919,18 @@ fn workers() -> usize {
     })
 }
 
+/// Fewer items than this are mapped on the calling thread. A scoped thread
+/// costs about as much as opening a 64 KiB chunk (~40 µs with its wake-ups),
+/// and the mount's kernel read-ahead already keeps four FUSE threads busy with
+/// 128 KiB (two-chunk) reads: spawning a helper per read cost 1.2 s of CPU per
+/// GiB of cold sequential read (docs/BENCHMARKS.md).
+const PAR_MIN_ITEMS: usize = 4;
+
 /// Maps `f` over `items` on up to `workers()` threads (the calling thread is
-/// one of them), keeping the order. Chunk crypto is about 100 µs per 64 KiB, so
-/// even two chunks repay a scoped thread.
+/// one of them), keeping the order; short lists run on the calling thread.
 fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let threads = workers().min(items.len());
-    if threads < 2 {
+    if threads < 2 || items.len() < PAR_MIN_ITEMS {
         return items.into_iter().map(f).collect();
     }
     let per = items.len().div_ceil(threads);
