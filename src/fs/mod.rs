@@ -14,6 +14,7 @@ mod attr;
 mod files;
 mod inodes;
 mod namespace;
+mod prefetch;
 mod sys;
 mod xattr;
 
@@ -73,6 +74,8 @@ pub(crate) struct Inner {
     pub seen_versions: Mutex<HashMap<u64, [u8; 32]>>,
     /// Frees the inodes of unlinked backing files in the background.
     pub reaper: &'static crate::store::reaper::Reaper,
+    /// Reads the files of listed directories ahead (hints only).
+    pub prefetch: prefetch::Prefetcher,
     pub stop: AtomicBool,
 }
 
@@ -179,6 +182,7 @@ pub fn mount(
     let read_only = opts.read_only || vault.read_only;
     let mut vault = vault;
     vault.read_only = read_only;
+    let prefetch = prefetch::Prefetcher::start(vault.paths.clone());
     let inner = Arc::new(Inner {
         vault: Arc::new(vault),
         inodes: Mutex::new(inodes::InodeTable::new(tree.clone(), meta.ino())),
@@ -188,6 +192,7 @@ pub fn mount(
         dir_ids: Mutex::new(HashMap::new()),
         seen_versions: Mutex::new(HashMap::new()),
         reaper: crate::store::reaper::start_global(),
+        prefetch,
         stop: AtomicBool::new(false),
     });
 
