@@ -633,9 +633,11 @@ fn daemon_memory_is_bounded_after_10k_files() {
     std::thread::sleep(Duration::from_secs(1));
     let end = rss_kib(pid);
     eprintln!("daemon VmRSS: {start} KiB at start, {end} KiB after {files} files");
+    // Measured ~25 MiB (session 4: verified-sidecar cache of 1024, two
+    // malloc arenas); the bound leaves room for other machines' allocators.
     assert!(
-        end <= 64 * 1024,
-        "daemon VmRSS {end} KiB after touching {files} files (limit 64 MiB)"
+        end <= 40 * 1024,
+        "daemon VmRSS {end} KiB after touching {files} files (limit 40 MiB)"
     );
     let meta = fs::metadata(path(0)).unwrap();
     assert_eq!(meta.size(), 100);

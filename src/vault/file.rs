@@ -1132,7 +1132,11 @@ pub struct VerifiedCache {
     entries: HashMap<[u8; 16], (Stamp, Committed, HashMap<u32, SecretKey>)>,
 }
 
-const VERIFIED_CACHE_MAX: usize = 4096;
+/// Entries kept (a few KiB each: sidecar, access state, keys). Since checked
+/// signatures are remembered (`vouched.rs`), an open that misses costs a
+/// sidecar read and the rule checks, not Ed25519: 1024 entries keep the
+/// common working set while 4096 cost ~11 MiB of the daemon's RSS.
+const VERIFIED_CACHE_MAX: usize = 1024;
 
 impl Vault {
     /// `load_committed` + `unwrap_keys`, served from the cache when the sidecar
