@@ -74,6 +74,7 @@ impl Inner {
         if write && self.vault.read_only {
             return Err(libc::EROFS);
         }
+        self.prefetch.opening(&path);
         let st = self.open_state(ino, &path)?;
         let keep_cache = {
             let f = crate::lock(&st.file);

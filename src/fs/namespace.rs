@@ -469,7 +469,7 @@ impl Inner {
             (ino, FileType::Directory, OsString::from("..")),
         ];
         let rd = fs::read_dir(&dir).map_err(Inner::io_err)?;
-        let mut files = Vec::new();
+        let mut files = 0;
         for entry in rd {
             let entry = entry.map_err(Inner::io_err)?;
             let backing = entry.file_name();
@@ -489,12 +489,10 @@ impl Inner {
             };
             let Ok(m) = entry.metadata() else { continue };
             let child = crate::lock(&self.inodes).ino_for(super::inodes::key_of(&m));
-            if m.is_file() {
-                files.push(entry.path());
-            }
+            files += usize::from(m.is_file());
             out.push((child, super::attr::kind_of(&m), name));
         }
-        self.prefetch.listed(files);
+        self.prefetch.listed(&dir, files);
         Ok(out)
     }
 }

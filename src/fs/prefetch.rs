@@ -1,21 +1,28 @@
-//! Read-ahead across files. When the mount lists a directory, a background
-//! thread asks the kernel (`posix_fadvise(WILLNEED)`) for the first blocks of
-//! its files' content files and then for their sidecars, so a program that
-//! opens them one after another (`cat dir/*`, `tar c`, `grep -r`) finds both in
-//! the page cache instead of waiting for two disk reads per file in turn.
-//! Hints only: nothing read here is trusted or kept; every open still reads
-//! and checks the sidecar and content as before.
+//! Read-ahead across files. When a program opens a file in a directory the
+//! mount has just listed, a background thread asks the kernel
+//! (`posix_fadvise(WILLNEED)`) for the first blocks of the other files' content
+//! files in that directory and then for their sidecars, so a program that opens
+//! them one after another (`cat dir/*`, `tar c`, `grep -r`) finds both in the
+//! page cache instead of waiting for two disk reads per file in turn. A listing
+//! alone starts nothing: `rm -rf` and `ls -l` list but never open, and would
+//! only pay for reads they do not need. Hints only: nothing read here is
+//! trusted or kept; every open still reads and checks the sidecar and content.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Mutex;
 
 use crate::format::data::{DataHeader, HEADER_LEN};
 use crate::store::{advise, VaultPaths};
 
-/// Files of one listing hinted at most (a listing's first entries).
+/// Files of one directory hinted at most (its first entries).
 const MAX_FILES: usize = 16_384;
+/// Directories listed and not yet opened in that are remembered (a tree walk
+/// has one pending listing per level).
+const RECENT_DIRS: usize = 64;
 /// Content files held open at once while their headers are read (a small
 /// share of the daemon's descriptors: the reaper may hold a quarter).
 const GROUP: usize = 64;
@@ -23,7 +30,9 @@ const GROUP: usize = 64;
 const CONTENT_BYTES: u64 = 128 << 10;
 
 pub struct Prefetcher {
-    jobs: SyncSender<Vec<PathBuf>>,
+    jobs: SyncSender<PathBuf>,
+    /// Backing directories listed lately whose files nobody opened yet.
+    listed: Mutex<VecDeque<PathBuf>>,
 }
 
 impl Prefetcher {
@@ -31,29 +40,63 @@ impl Prefetcher {
     pub fn start(paths: VaultPaths) -> Prefetcher {
         // Two listings queued at most: a listing that finds the queue full
         // is not hinted (the thread is behind; more hints would not help).
-        let (jobs, rx) = sync_channel::<Vec<PathBuf>>(2);
+        let (jobs, rx) = sync_channel::<PathBuf>(2);
         let spawned = std::thread::Builder::new()
             .name("coffer-prefetch".into())
             .stack_size(64 << 10)
             .spawn(move || {
-                for files in rx {
-                    hint(&paths, &files);
+                for dir in rx {
+                    hint(&paths, &files_in(&dir));
                 }
             });
         if let Err(e) = spawned {
             log::debug!("no read-ahead across files: {e}");
         }
-        Prefetcher { jobs }
+        Prefetcher {
+            jobs,
+            listed: Mutex::new(VecDeque::new()),
+        }
     }
 
-    /// Hints the content files (backing paths) of a directory just listed.
-    pub fn listed(&self, mut files: Vec<PathBuf>) {
-        if files.len() < 2 {
+    /// The mount listed this backing directory (with `files` regular files).
+    pub fn listed(&self, dir: &Path, files: usize) {
+        if files < 2 {
             return; // nothing to overlap
         }
-        files.truncate(MAX_FILES);
-        let _ = self.jobs.try_send(files);
+        let mut listed = crate::lock(&self.listed);
+        if !listed.iter().any(|d| d == dir) {
+            if listed.len() == RECENT_DIRS {
+                listed.pop_front();
+            }
+            listed.push_back(dir.to_path_buf());
+        }
     }
+
+    /// A file (backing path) is being opened: the first open in a directory
+    /// listed lately hints the rest of it.
+    pub fn opening(&self, file: &Path) {
+        let Some(dir) = file.parent() else { return };
+        let mut listed = crate::lock(&self.listed);
+        if let Some(i) = listed.iter().position(|d| d == dir) {
+            let dir = listed.remove(i).expect("position is in range");
+            drop(listed);
+            // A busy thread drops the hint rather than make the open wait.
+            let _ = self.jobs.try_send(dir);
+        }
+    }
+}
+
+/// The regular files of a backing directory, at most [`MAX_FILES`] (coffer's
+/// own files are among them; `hint` skips what has no content-file header).
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .take(MAX_FILES)
+        .collect()
 }
 
 fn hint(paths: &VaultPaths, files: &[PathBuf]) {
@@ -111,10 +154,19 @@ mod tests {
         std::fs::write(paths.sidecar(&[7; 16]), b"sidecar").unwrap();
         let many: Vec<PathBuf> = (0..50).flat_map(|_| files.iter().cloned()).collect();
         hint(&paths, &many);
-        // Through the thread too: a full queue drops listings, never blocks.
+        // Through the thread too: only an open in a listed directory starts
+        // it, once per listing, and a full queue drops hints, never blocks.
         let p = Prefetcher::start(paths);
         for _ in 0..20 {
-            p.listed(files.clone());
+            p.listed(dir.path(), files.len());
+            p.opening(&files[1]);
+            assert!(crate::lock(&p.listed).is_empty());
+            p.opening(&files[2]);
         }
+        for i in 0..RECENT_DIRS + 5 {
+            p.listed(&dir.path().join(format!("sub{i}")), 3);
+        }
+        assert_eq!(crate::lock(&p.listed).len(), RECENT_DIRS, "bounded");
+        assert_eq!(files_in(dir.path()).len(), 3, "the regular files");
     }
 }
