@@ -11,7 +11,7 @@
 //! `0^4 || nonce[16..24]`. HChaCha20 comes from the `chacha20` crate and the
 //! bulk AEAD from `ring`, whose x86_64 assembly interleaves ChaCha20 and
 //! Poly1305 in one pass (about twice the `chacha20poly1305` crate's speed on
-//! this machine: docs/BENCHMARKS.md "Chunk crypto"). The output is byte for
+//! this machine: docs/BENCHMARKS.md "chunk crypto in one pass"). The output is byte for
 //! byte XChaCha20-Poly1305: a test checks it against `chacha20poly1305`.
 
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
@@ -55,7 +55,7 @@ fn ietf_key(key: &SecretKey, nonce: &[u8]) -> (LessSafeKey, Nonce) {
     (LessSafeKey::new(unbound), Nonce::assume_unique_for_key(n))
 }
 
-/// Overwrites the stack below the caller's frame, where [`ietf_key`]'s key and
+/// Overwrites the stack the AEAD call just used, where [`ietf_key`]'s key and
 /// `ring`'s cipher state were (ring does not wipe them on drop). Best effort:
 /// the compiler decides frame layout, and this covers the few KiB the AEAD
 /// calls use.
