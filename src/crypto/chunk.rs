@@ -162,13 +162,10 @@ pub fn open(
     if stored.len() < OVERHEAD {
         return None;
     }
-    let mut buf = stored.to_vec();
-    if !open_in_place(key, file_id, epoch, index, &mut buf) {
-        return None;
-    }
-    buf.truncate(stored.len() - TAG_LEN);
-    buf.drain(..NONCE_LEN);
-    Some(buf)
+    let (nonce, rest) = stored.split_at(NONCE_LEN);
+    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut plain = body.to_vec();
+    open_body(key, nonce, &aad(file_id, epoch, index), &mut plain, tag).then_some(plain)
 }
 
 /// Decrypts one stored chunk in its own buffer (no allocation, no copy): on

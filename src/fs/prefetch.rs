@@ -16,7 +16,7 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
 
 use crate::format::data::{DataHeader, HEADER_LEN};
-use crate::store::{advise, VaultPaths};
+use crate::store::{advise, is_internal_name, VaultPaths};
 
 /// Files of one directory hinted at most (its first entries).
 const MAX_FILES: usize = 16_384;
@@ -38,8 +38,8 @@ pub struct Prefetcher {
 impl Prefetcher {
     /// Starts the background thread; it ends when the prefetcher is dropped.
     pub fn start(paths: VaultPaths) -> Prefetcher {
-        // Two listings queued at most: a listing that finds the queue full
-        // is not hinted (the thread is behind; more hints would not help).
+        // Two directories queued at most: an open that finds the queue full
+        // hints nothing (the thread is behind; more hints would not help).
         let (jobs, rx) = sync_channel::<PathBuf>(2);
         let spawned = std::thread::Builder::new()
             .name("coffer-prefetch".into())
@@ -86,13 +86,15 @@ impl Prefetcher {
     }
 }
 
-/// The regular files of a backing directory, at most [`MAX_FILES`] (coffer's
-/// own files are among them; `hint` skips what has no content-file header).
+/// The regular files of a backing directory but coffer's own (the directory
+/// record, long-name side files, temporaries), at most [`MAX_FILES`].
 fn files_in(dir: &Path) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     rd.flatten()
+        .filter(|e| !is_internal_name(e.file_name().as_bytes()))
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
         .take(MAX_FILES)
