@@ -37,6 +37,11 @@ pub enum Error {
     /// Not found (exit 2 in the CLI, ENOENT in the mount).
     #[error("{0}")]
     NotFound(String),
+    /// A file whose creator has not written its first version yet: it has no
+    /// signed access list, so nobody holds a right on it (exit 1; EACCES in
+    /// the mount). See FORMAT.md, "Created, not yet written".
+    #[error("{0}")]
+    BeingCreated(String),
     /// Anything else (exit 1).
     #[error("{0}")]
     Other(String),
@@ -74,14 +79,14 @@ impl Error {
             Error::AccessDenied(_) => 3,
             Error::Integrity { .. } | Error::Corrupt { .. } | Error::Fork { .. } => 4,
             Error::Io { .. } => 5,
-            Error::Other(_) => 1,
+            Error::Other(_) | Error::BeingCreated(_) => 1,
         }
     }
 
     /// errno for the FUSE adapter: denied is EACCES, failed authentication is EIO.
     pub fn errno(&self) -> i32 {
         match self {
-            Error::AccessDenied(_) => libc::EACCES,
+            Error::AccessDenied(_) | Error::BeingCreated(_) => libc::EACCES,
             Error::Integrity { .. } | Error::Corrupt { .. } | Error::Fork { .. } => libc::EIO,
             Error::NotFound(_) => libc::ENOENT,
             Error::BadInput(_) => libc::EINVAL,

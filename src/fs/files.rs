@@ -140,13 +140,16 @@ impl Inner {
             .vault
             .create_file(&path, mode, self.display(&path))
             .map_err(|e| self.fail(&format!("create {}", self.display(&path)), e))?;
-        self.chown_to(&path, uid, gid);
-        let m = std::fs::symlink_metadata(&path).map_err(Inner::io_err)?;
-        let ino = self
-            .inodes
-            .lock()
-            .unwrap()
-            .ino_for(super::inodes::key_of(&m));
+        // Through the open descriptor: no path walks for a file we just made.
+        self.chown_file(file.data_file(), uid, gid);
+        let m = file.data_file().metadata().map_err(Inner::io_err)?;
+        let ino = {
+            let key = super::inodes::key_of(&m);
+            let mut inodes = crate::lock(&self.inodes);
+            let ino = inodes.ino_for(key);
+            inodes.remember(ino, key, &path);
+            ino
+        };
         let version = file.sidecar().manifest.hash();
         let st = Arc::new(OpenState {
             file: Mutex::new(file),
@@ -162,8 +165,7 @@ impl Inner {
             write,
             append: flags & libc::O_APPEND != 0,
         });
-        let attr = self.entry(&path)?;
-        Ok((attr, fh))
+        Ok((self.attr_of(ino, &m), fh))
     }
 
     fn file_handle(&self, fh: u64) -> FsResult<(u64, Arc<OpenState>, bool, bool)> {
@@ -213,7 +215,10 @@ impl Inner {
 
     pub fn flush(&self, fh: u64) -> FsResult<()> {
         let (_, st, write, _) = self.file_handle(fh)?;
-        if write {
+        // A new file with nothing written waits for release (or the flusher)
+        // to write its first sidecar: shells open, dup2 and close before they
+        // write, and committing there would write a sidecar twice.
+        if write && crate::lock(&st.file).content_dirty() {
             self.commit(&st, Durability::Lazy)?;
         }
         Ok(())

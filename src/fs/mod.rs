@@ -116,6 +116,7 @@ impl Inner {
             }
             Error::Io { .. } => log::warn!("{what}: {e}"),
             Error::AccessDenied(_) => log::debug!("{what}: {e}"),
+            Error::BeingCreated(_) => log::info!("EACCES ({what}): {e}"),
             _ => log::debug!("{what}: {e}"),
         }
         e.errno()

@@ -115,6 +115,13 @@ impl Inner {
         }
     }
 
+    /// [`Inner::chown_to`] for an open file.
+    pub fn chown_file(&self, file: &std::fs::File, uid: u32, gid: u32) {
+        if nix_geteuid() == 0 {
+            let _ = std::os::unix::fs::fchown(file, Some(uid), Some(gid));
+        }
+    }
+
     /// Records in the signed history that `name` in `dir` names `id` (or not).
     /// Done before the backing change, so a crash leaves the history ahead of
     /// the tree, which `verify` reports as an interrupted operation, not tampering.

@@ -63,6 +63,117 @@ pub fn atomic_write_parts(path: &Path, parts: &[&[u8]], durability: Durability) 
     })
 }
 
+/// Creates `path`, which must not exist (`AlreadyExists` otherwise), holding
+/// the concatenation of `parts`, so that no process or crash ever sees it
+/// without them. The file is made unnamed (`O_TMPFILE`) and linked into place
+/// once written: one directory change instead of a temp name created, linked
+/// and removed. Where the backing filesystem has no `O_TMPFILE`, it falls
+/// back to a hidden temp file hard-linked into place. Returns the file, open
+/// for reading and writing.
+pub fn create_new_with(
+    path: &Path,
+    mode: u32,
+    parts: &[&[u8]],
+    durability: Durability,
+) -> std::io::Result<File> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let unnamed = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(mode & 0o7777)
+        .open(dir);
+    let f = match unnamed {
+        Ok(f) => f,
+        // No O_TMPFILE here (EOPNOTSUPP, EISDIR or EINVAL on older kernels
+        // and some filesystems).
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
+            return create_new_via_temp(path, mode, parts, durability)
+        }
+        Err(e) => return Err(e),
+    };
+    fill_new(&f, mode, parts, durability)?;
+    link_unnamed(&f, path)?;
+    if durability == Durability::Sync {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(f)
+}
+
+/// Mode (the process umask must not change it), content, and the fsync of a
+/// file made by [`create_new_with`].
+fn fill_new(f: &File, mode: u32, parts: &[&[u8]], durability: Durability) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+    f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+    let mut at = 0u64;
+    for part in parts {
+        f.write_all_at(part, at)?;
+        at += part.len() as u64;
+    }
+    if durability == Durability::Sync {
+        f.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Gives an `O_TMPFILE` file its name (fails with `AlreadyExists` if taken).
+fn link_unnamed(f: &File, path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    // linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the /proc link of the
+    // descriptor, followed, does not.
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
+        .map_err(std::io::Error::other)?;
+    let to = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: both arguments are NUL-terminated strings that outlive the call;
+    // linkat only reads them.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn create_new_via_temp(
+    path: &Path,
+    mode: u32,
+    parts: &[&[u8]],
+    durability: Durability,
+) -> std::io::Result<File> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".create.tmp.{}",
+        crate::crypto::hex(&crate::crypto::random_bytes::<8>())
+    ));
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(mode & 0o7777)
+        .open(&tmp)?;
+    let linked = fill_new(&f, mode, parts, durability).and_then(|_| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    linked?;
+    if durability == Durability::Sync {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(f)
+}
+
 /// Reads a whole file, refusing files larger than `max` (hostile storage).
 pub fn read_limited(path: &Path, max: usize, kind: &'static str) -> Result<Vec<u8>> {
     let f = File::open(path).map_err(|e| match e.kind() {
@@ -99,6 +210,35 @@ mod tests {
         atomic_write(&p, b"two", Durability::Lazy).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn creates_new_files_whole_with_their_mode_and_never_replaces() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("new");
+        // A umask must not change the mode asked for.
+        let f = create_new_with(&p, 0o640, &[b"head", b"-body"], Durability::Sync).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"head-body");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        // The returned file is the named one, open for writing.
+        std::os::unix::fs::FileExt::write_all_at(&f, b"H", 0).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"Head-body");
+        let again = create_new_with(&p, 0o644, &[b"other"], Durability::Lazy);
+        assert_eq!(
+            again.map(|_| ()).unwrap_err().kind(),
+            std::io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"Head-body");
+        // The fallback for filesystems without O_TMPFILE behaves the same.
+        let q = dir.path().join("via-temp");
+        create_new_via_temp(&q, 0o600, &[b"x"], Durability::Lazy).unwrap();
+        assert_eq!(fs::read(&q).unwrap(), b"x");
+        assert_eq!(fs::metadata(&q).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(create_new_via_temp(&q, 0o600, &[b"y"], Durability::Lazy).is_err());
+        assert_eq!(fs::read(&q).unwrap(), b"x");
+        // No temp names left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

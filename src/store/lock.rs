@@ -28,11 +28,52 @@ impl FileLock {
     }
 }
 
+impl FileLock {
+    /// Like [`FileLock::exclusive`], but `None` at once if another open file
+    /// description holds a lock on the file.
+    pub fn try_exclusive(file: &File) -> std::io::Result<Option<Self>> {
+        let file = file.try_clone()?;
+        loop {
+            // SAFETY: as in `exclusive`.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(Some(FileLock { file }));
+            }
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => return Ok(None),
+                Some(libc::EINTR) => continue,
+                _ => return Err(err),
+            }
+        }
+    }
+}
+
 impl Drop for FileLock {
     fn drop(&mut self) {
         // SAFETY: as above; unlocking a descriptor we hold cannot violate memory safety.
         unsafe {
             libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn try_exclusive_fails_while_another_description_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"").unwrap();
+        let a = File::open(&p).unwrap();
+        let b = File::open(&p).unwrap();
+        let held = FileLock::try_exclusive(&a).unwrap().expect("free lock");
+        assert!(FileLock::try_exclusive(&b).unwrap().is_none());
+        // The same description may lock again (a commit under a held create lock).
+        drop(FileLock::exclusive(&a).unwrap());
+        drop(held);
+        assert!(FileLock::try_exclusive(&b).unwrap().is_some());
     }
 }

@@ -21,9 +21,9 @@ pub struct BindingIndex {
     has_binding: HashSet<[u8; 16]>,
     /// Names bound to each id, so a deletion can drop them all.
     names_of: HashMap<[u8; 16], HashSet<[u8; 16]>>,
-    /// Ids the history records as deleted, and as created.
+    /// Ids the history records as deleted, and as created (by whom).
     deleted: HashSet<[u8; 16]>,
-    created: HashSet<[u8; 16]>,
+    created: HashMap<[u8; 16], MemberId>,
     /// Newest content version and access-list length any log recorded per file.
     versions: HashMap<[u8; 16], u64>,
     access_lens: HashMap<[u8; 16], u64>,
@@ -44,7 +44,8 @@ pub enum Binding {
 }
 
 impl BindingIndex {
-    pub fn apply(&mut self, e: &Event) {
+    /// Applies one event of `member`'s log.
+    pub fn apply(&mut self, member: &MemberId, e: &Event) {
         match e {
             Event::Linked { id, name } => {
                 self.bound_to.insert(*name, *id);
@@ -62,7 +63,7 @@ impl BindingIndex {
                 self.deleted.insert(*file_id);
             }
             Event::FileCreated { file_id } => {
-                self.created.insert(*file_id);
+                self.created.insert(*file_id, *member);
                 self.deleted.remove(file_id);
             }
             Event::Unlinked { id, name } if self.bound_to.get(name) == Some(id) => {
@@ -84,14 +85,22 @@ impl BindingIndex {
     /// Files the history has created and not deleted.
     pub fn live_files(&self) -> Vec<[u8; 16]> {
         self.created
-            .iter()
+            .keys()
             .filter(|f| !self.deleted.contains(*f))
             .copied()
             .collect()
     }
 
     pub fn is_live(&self, file_id: &[u8; 16]) -> bool {
-        self.created.contains(file_id) && !self.deleted.contains(file_id)
+        self.created.contains_key(file_id) && !self.deleted.contains(file_id)
+    }
+
+    /// Who created a live file, per the history.
+    pub fn creator(&self, file_id: &[u8; 16]) -> Option<MemberId> {
+        match self.deleted.contains(file_id) {
+            true => None,
+            false => self.created.get(file_id).copied(),
+        }
     }
 
     /// The newest content version and access-list length the history records.
@@ -116,7 +125,7 @@ impl BindingIndex {
             return false;
         }
         for e in events {
-            self.apply(e);
+            self.apply(&me, e);
         }
         self.applied.insert(me, after);
         true
@@ -138,7 +147,7 @@ impl BindingIndex {
                     .map_err(|e| Error::integrity(format!("history of {}: {e}", name())))?;
             check_log_against_seen(vault, &name(), &id, from.entries, &entries, at)?;
             for e in &entries {
-                self.apply(&e.event);
+                self.apply(&id, &e.event);
             }
             vault.seen.observe_log(id, at.entries, at.head);
             self.applied.insert(id, at);

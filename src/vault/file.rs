@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::Vault;
@@ -85,6 +85,12 @@ pub struct OpenFile {
     pub(super) force_commit: bool,
     /// The committed sidecar is known to be on disk (fsync'ed by its commit).
     pub(super) synced: bool,
+    /// Created by this process and not committed yet: the sidecar exists only
+    /// here until the first commit writes it (so a new file costs one sidecar
+    /// inode, not a create-time one replaced at once). Holds the content
+    /// file's flock meanwhile, which tells other processes the creation is
+    /// live (FORMAT.md, "Created, not yet written").
+    pub(super) pending_create: Option<FileLock>,
     /// Name for log lines (backing path relative to the tree).
     pub display: String,
 }
@@ -126,6 +132,7 @@ impl OpenFile {
             detached: false,
             force_commit: false,
             synced: false,
+            pending_create: None,
             display,
         }
     }
@@ -135,6 +142,12 @@ impl OpenFile {
     }
 
     pub fn is_dirty(&self) -> bool {
+        self.pending_create.is_some() || self.content_dirty()
+    }
+
+    /// Whether content or size changed since the last commit (a new file
+    /// with nothing written is dirty, but not in this sense).
+    pub fn content_dirty(&self) -> bool {
         self.force_commit || !self.dirty.is_empty() || self.size != self.committed.manifest.size
     }
 
@@ -495,7 +508,17 @@ impl OpenFile {
             return Ok(());
         }
         self.require_update(vault)?;
-        let _lock = FileLock::exclusive(&self.data).map_err(|e| Error::io(&self.data_path, e))?;
+        if !self.content_dirty() {
+            // Created and left empty (`touch`): its first sidecar is all there is.
+            return self.write_first_sidecar(vault, durability);
+        }
+        // A file being created already holds its lock (same open file description).
+        let _lock = match self.pending_create {
+            Some(_) => None,
+            None => {
+                Some(FileLock::exclusive(&self.data).map_err(|e| Error::io(&self.data_path, e))?)
+            }
+        };
         // Partly written chunks take their other bytes from the version they
         // were written over (before a concurrent commit is merged in).
         self.materialize_all()?;
@@ -669,6 +692,9 @@ impl OpenFile {
         super::share::prune_epochs(&mut sidecar, epoch);
         // The commit point.
         if !self.detached {
+            if self.pending_create.is_some() {
+                create_meta_dir(vault, &self.file_id)?;
+            }
             self.write_sidecar(vault, &sidecar, durability)?;
         }
         for (at, bytes) in writes {
@@ -720,6 +746,38 @@ impl OpenFile {
         self.force_commit = false;
         self.synced = durability == Durability::Sync;
         self.journal_overlay.clear();
+        self.pending_create = None;
+        Ok(())
+    }
+
+    /// Writes the create-time sidecar of a file created by this process
+    /// (version 1: empty, the `Create` access entry) when the file is
+    /// committed with no content.
+    fn write_first_sidecar(&mut self, vault: &Vault, durability: Durability) -> Result<()> {
+        if !self.detached {
+            create_meta_dir(vault, &self.file_id)?;
+            if durability == Durability::Sync {
+                // The header must be on disk before a sidecar that names the file.
+                self.data
+                    .sync_data()
+                    .map_err(|e| Error::io(&self.data_path, e))?;
+            }
+            let sidecar = self.committed.sidecar.clone();
+            self.write_sidecar(vault, &sidecar, durability)?;
+            vault.seen.observe(
+                &self.file_id,
+                super::seen::SeenFile {
+                    version: self.committed.manifest.version,
+                    manifest_hash: sidecar.manifest.hash(),
+                    access_len: sidecar.access.len() as u64,
+                },
+                &self.display,
+            )?;
+            self.committed.stamp = stamp_of(&vault.paths.sidecar(&self.file_id));
+            vault.remember_verified(&self.file_id, &self.committed, &self.keys);
+        }
+        self.synced = durability == Durability::Sync;
+        self.pending_create = None;
         Ok(())
     }
 
@@ -730,11 +788,21 @@ impl OpenFile {
         durability: Durability,
     ) -> Result<()> {
         let path = vault.paths.sidecar(&self.file_id);
-        atomic_write(
-            &path,
-            &format::encode_file(format::SIDECAR, sidecar),
-            durability,
-        )?;
+        let bytes = format::encode_file(format::SIDECAR, sidecar);
+        let created = match self.pending_create {
+            // The first sidecar of a file made here: nothing to replace.
+            Some(_) => {
+                match crate::store::atomic::create_new_with(&path, 0o644, &[&bytes], durability) {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(Error::io(&path, e)),
+                }
+            }
+            None => false,
+        };
+        if !created {
+            atomic_write(&path, &bytes, durability)?;
+        }
         vouch_own_signatures(vault, sidecar);
         Ok(())
     }
@@ -863,30 +931,6 @@ impl OpenFile {
     }
 }
 
-/// Creates `path` holding `header`, atomically and exclusively: the header is
-/// written to a hidden temp file that is then hard-linked into place (fails with
-/// EEXIST like O_EXCL), so a crash never leaves a content file without header.
-fn create_with_header(path: &Path, mode: u32, header: &[u8]) -> std::io::Result<File> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".create.tmp.{}",
-        crate::crypto::hex(&crate::crypto::random_bytes::<8>())
-    ));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(mode & 0o7777)
-        .open(&tmp)?;
-    // The daemon's umask must not change the mode the caller asked for.
-    let linked = f
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))
-        .and_then(|_| f.write_all_at(header, 0))
-        .and_then(|_| std::fs::hard_link(&tmp, path));
-    let _ = std::fs::remove_file(&tmp);
-    linked.map(|_| f)
-}
-
 /// `base` with the `ranges` of `written` laid over it.
 fn overlay(mut base: Vec<u8>, written: &[u8], ranges: &[(usize, usize)]) -> Vec<u8> {
     for &(lo, hi) in ranges {
@@ -956,6 +1000,15 @@ fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
         }
         out
     })
+}
+
+/// Makes the fan-out directory of a file's sidecar.
+fn create_meta_dir(vault: &Vault, file_id: &[u8; 16]) -> Result<()> {
+    let path = vault.paths.sidecar(file_id);
+    match path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e)),
+        None => Ok(()),
+    }
 }
 
 /// fsync of a file and of the directory that names it.
@@ -1180,15 +1233,69 @@ impl Vault {
     }
 
     /// Creates a new encrypted file at `backing` (which must not exist).
+    ///
+    /// Only the content file (with its header) is written now; the sidecar is
+    /// written by the first commit, which `OpenFile` makes on close at the
+    /// latest; library callers must commit (`OpenFile::commit`) before they
+    /// drop it. Until then the file is "created, not yet written" for every
+    /// other process (FORMAT.md).
     pub fn create_file(&self, backing: &Path, mode: u32, display: String) -> Result<OpenFile> {
         if self.read_only {
             return Err(Error::AccessDenied("vault is mounted read-only".into()));
         }
         let file_id: [u8; 16] = crate::crypto::random_bytes();
+        let (committed, key) = self.first_version(file_id, backing.parent())?;
+        let header = DataHeader {
+            format_version: FORMAT_VERSION,
+            chunk_log2: self.chunk_log2(),
+            file_id,
+        };
+        // Never without its header, even after a crash.
+        let data = crate::store::atomic::create_new_with(
+            backing,
+            mode,
+            &[&header.encode()],
+            Durability::Lazy,
+        )
+        .map_err(|e| Error::io(backing, e))?;
+        // Held until the first sidecar is written: another process that finds
+        // the file without one can tell a live creation from a crashed one.
+        let held = FileLock::try_exclusive(&data)
+            .map_err(|e| Error::io(backing, e))?
+            .ok_or_else(|| Error::Other(format!("{display}: locked by another process")))?;
+        // Created, and bound to its name, in one append to the history, once the
+        // entry exists: a create that fails (EEXIST) or crashes before this point
+        // leaves nothing in the history that verify would miss.
+        let mut events = vec![Event::FileCreated { file_id }];
+        if let (Some(parent), Some(name)) = (backing.parent(), backing.file_name()) {
+            if let Ok(rec) = self.read_dir_record(parent) {
+                let name = crate::history::log::name_tag(
+                    &rec.dir_id,
+                    std::os::unix::ffi::OsStrExt::as_bytes(name),
+                );
+                events.push(Event::Linked { id: file_id, name });
+            }
+        }
+        self.record_all(events)?;
+        let mut keys = HashMap::new();
+        keys.insert(0, key);
+        let mut f = OpenFile::new(self, file_id, data, backing, true, committed, keys, display);
+        f.pending_create = Some(held);
+        Ok(f)
+    }
+
+    /// The version-1 state of a new file made by this member in directory
+    /// `parent` (its default grants apply): the signed `Create` entry, a fresh
+    /// content key wrapped for every reader, an empty signed manifest.
+    fn first_version(
+        &self,
+        file_id: [u8; 16],
+        parent: Option<&Path>,
+    ) -> Result<(Committed, SecretKey)> {
         let me = self.me.member_id();
         // Files start with the grants their directory names (sharing a folder
         // shares what is put in it); members no longer in the vault are skipped.
-        let defaults = backing.parent().and_then(|d| self.dir_defaults(d));
+        let defaults = parent.and_then(|d| self.dir_defaults(d));
         let known = |ids: &[crate::crypto::MemberId]| -> Vec<crate::crypto::MemberId> {
             ids.iter()
                 .filter(|m| **m != me && self.member(m).is_some())
@@ -1213,16 +1320,8 @@ impl Vault {
             },
             &self.me,
         );
-        let (readers_list, updaters_list) = (readers, updaters);
-        let access_list = vec![create];
         // We just signed it: build the state without verifying our own signature.
-        let access = access::state_after_create(
-            &file_id,
-            &access_list[0],
-            &readers_list,
-            &updaters_list,
-            me,
-        );
+        let access = access::state_after_create(&file_id, &create, &readers, &updaters, me);
         let key = SecretKey::generate();
         let mut wraps = Vec::new();
         for reader in access.readers.keys() {
@@ -1246,7 +1345,7 @@ impl Vault {
         let sidecar = Sidecar {
             format_version: FORMAT_VERSION,
             file_id,
-            access: access_list,
+            access: vec![create],
             keys: vec![EpochKeys {
                 epoch: 0,
                 wraps,
@@ -1255,51 +1354,110 @@ impl Vault {
             manifest,
             chunks: vec![],
         };
-        let sidecar_path = self.paths.sidecar(&file_id);
-        if let Some(dir) = sidecar_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        // Sidecar first: a crash leaves at worst an orphan sidecar, never a file without one.
-        atomic_write(
-            &sidecar_path,
-            &format::encode_file(format::SIDECAR, &sidecar),
-            Durability::Lazy,
-        )?;
-        vouch_own_signatures(self, &sidecar);
-        let header = DataHeader {
-            format_version: FORMAT_VERSION,
-            chunk_log2: self.chunk_log2(),
-            file_id,
-        };
-        let data = create_with_header(backing, mode, &header.encode()).map_err(|e| {
-            let _ = std::fs::remove_file(&sidecar_path);
-            Error::io(backing, e)
-        })?;
-        // Created, and bound to its name, in one append to the history, once the
-        // entry exists: a create that fails (EEXIST) or crashes before this point
-        // leaves nothing in the history that verify would miss.
-        let mut events = vec![Event::FileCreated { file_id }];
-        if let (Some(parent), Some(name)) = (backing.parent(), backing.file_name()) {
-            if let Ok(rec) = self.read_dir_record(parent) {
-                let name = crate::history::log::name_tag(
-                    &rec.dir_id,
-                    std::os::unix::ffi::OsStrExt::as_bytes(name),
-                );
-                events.push(Event::Linked { id: file_id, name });
-            }
-        }
-        self.record_all(events)?;
         let committed = Committed {
             manifest: sidecar.manifest.decode_unverified()?,
             sidecar,
             access,
-            stamp: stamp_of(&sidecar_path),
+            stamp: None,
         };
-        let mut keys = HashMap::new();
-        keys.insert(0, key);
-        Ok(OpenFile::new(
-            self, file_id, data, backing, true, committed, keys, display,
-        ))
+        Ok((committed, key))
+    }
+
+    /// A content file whose sidecar is missing. Allowed only as a file
+    /// "created, not yet written": the history records its creation and
+    /// nothing since (no content version, no access change) and this machine
+    /// never saw a version of it. Then: if its creator is this member and no
+    /// process holds its lock (the creating one crashed), a writable open
+    /// writes a fresh first version (empty, as the file was when created);
+    /// otherwise `BeingCreated`. Anything else is a missing sidecar:
+    /// integrity failure.
+    fn open_unwritten(
+        &self,
+        file_id: &[u8; 16],
+        backing: &Path,
+        data: &File,
+        writable: bool,
+        missing: Error,
+    ) -> Result<Committed> {
+        if self.seen.get(file_id).is_some() {
+            return Err(missing);
+        }
+        let mut creator = None;
+        // The creating process logs the creation just after making the content
+        // file: give a creation in flight a moment to appear in the history.
+        for attempt in 0..6 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
+            }
+            let (known, recorded) =
+                self.with_bindings(|idx| (idx.creator(file_id), idx.recorded(file_id)))?;
+            if recorded != (None, None) {
+                return Err(missing);
+            }
+            if known.is_some() {
+                creator = known;
+                break;
+            }
+        }
+        let Some(creator) = creator else {
+            return Err(missing);
+        };
+        let name = |m: &crate::crypto::MemberId| {
+            self.member(m)
+                .map(|r| r.name)
+                .unwrap_or_else(|| m.to_string())
+        };
+        if creator != self.me.member_id() {
+            return Err(Error::BeingCreated(format!(
+                "{}: being created by {}: its first version is not written yet, so nobody \
+                 holds a right on it (if that mount crashed, {} can open it to recover it)",
+                backing.display(),
+                name(&creator),
+                name(&creator)
+            )));
+        }
+        let lock = FileLock::try_exclusive(data).map_err(|e| Error::io(backing, e))?;
+        let (Some(_lock), true) = (lock, writable && !self.read_only) else {
+            return Err(Error::BeingCreated(format!(
+                "{}: being created by another process of yours (or left by one that \
+                 crashed): its first version is not written yet; try again once it is \
+                 closed, or open it for writing to recover it",
+                backing.display()
+            )));
+        };
+        // Another process could have finished the creation before we locked.
+        if self.paths.sidecar(file_id).exists() {
+            return load_committed(self, file_id, &backing.display().to_string());
+        }
+        let (mut committed, _key) = self.first_version(*file_id, backing.parent())?;
+        create_meta_dir(self, file_id)?;
+        // Whatever an interrupted first commit left past the header is
+        // unreadable (its key died with the process): the file is empty again.
+        data.set_len(format::data::HEADER_LEN)
+            .map_err(|e| Error::io(backing, e))?;
+        let path = self.paths.sidecar(file_id);
+        atomic_write(
+            &path,
+            &format::encode_file(format::SIDECAR, &committed.sidecar),
+            Durability::Sync,
+        )?;
+        vouch_own_signatures(self, &committed.sidecar);
+        log::warn!(
+            "{}: its creation was interrupted before the first version was written; \
+             recovered as an empty file",
+            backing.display()
+        );
+        committed.stamp = stamp_of(&path);
+        self.seen.observe(
+            file_id,
+            super::seen::SeenFile {
+                version: committed.manifest.version,
+                manifest_hash: committed.sidecar.manifest.hash(),
+                access_len: committed.sidecar.access.len() as u64,
+            },
+            &backing.display().to_string(),
+        )?;
+        Ok(committed)
     }
 
     /// Reads the file id from a content file's header.
@@ -1345,7 +1503,16 @@ impl Vault {
         }
         // The entry must hold the file the signed history put under this name.
         self.check_binding(backing, &header.file_id, &display)?;
-        let (committed, keys) = self.load_verified(&header.file_id, &display)?;
+        let (committed, keys) = match self.load_verified(&header.file_id, &display) {
+            Err(missing @ Error::Integrity { .. })
+                if !self.paths.sidecar(&header.file_id).exists() =>
+            {
+                let c = self.open_unwritten(&header.file_id, backing, &data, writable, missing)?;
+                let keys = unwrap_keys(self, &c)?;
+                (c, keys)
+            }
+            other => other?,
+        };
         let mut f = OpenFile::new(
             self,
             header.file_id,
