@@ -220,7 +220,10 @@ mod tests {
         // A umask must not change the mode asked for.
         let f = create_new_with(&p, 0o640, &[b"head", b"-body"], Durability::Sync).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"head-body");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         // The returned file is the named one, open for writing.
         std::os::unix::fs::FileExt::write_all_at(&f, b"H", 0).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"Head-body");
@@ -234,7 +237,10 @@ mod tests {
         let q = dir.path().join("via-temp");
         create_new_via_temp(&q, 0o600, &[b"x"], Durability::Lazy).unwrap();
         assert_eq!(fs::read(&q).unwrap(), b"x");
-        assert_eq!(fs::metadata(&q).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&q).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(create_new_via_temp(&q, 0o600, &[b"y"], Durability::Lazy).is_err());
         assert_eq!(fs::read(&q).unwrap(), b"x");
         // No temp names left behind.

@@ -16,6 +16,8 @@ use crate::history::log::{
 pub struct BindingIndex {
     /// Per member: how far their log has been applied.
     applied: HashMap<MemberId, LogPosition>,
+    /// When every log was last looked at (see [`BindingIndex::refresh_recent`]).
+    refreshed_at: Option<std::time::Instant>,
     bound_to: HashMap<[u8; 16], [u8; 16]>,
     ever_bound: HashSet<([u8; 16], [u8; 16])>,
     has_binding: HashSet<[u8; 16]>,
@@ -131,8 +133,25 @@ impl BindingIndex {
         true
     }
 
+    /// [`BindingIndex::refresh`], unless that ran less than `RECENT` ago (one
+    /// open checks the binding and then the version: one look at the logs
+    /// serves both). Returns whether it looked.
+    pub fn refresh_recent(&mut self, vault: &super::Vault) -> Result<bool> {
+        if self
+            .refreshed_at
+            .is_some_and(|at| at.elapsed() < Self::RECENT)
+        {
+            return Ok(false);
+        }
+        self.refresh(vault)?;
+        Ok(true)
+    }
+
+    const RECENT: std::time::Duration = std::time::Duration::from_millis(1);
+
     /// Applies entries added to any member's log since the last refresh.
     pub fn refresh(&mut self, vault: &super::Vault) -> Result<()> {
+        self.refreshed_at = Some(std::time::Instant::now());
         let log_dir = vault.paths.log();
         for (id, ed25519) in vault.member_keys() {
             let path = crate::history::log::log_path(&log_dir, &id);
@@ -244,19 +263,29 @@ impl super::Vault {
         display: &str,
     ) -> Result<()> {
         let mut idx = crate::lock(&self.bindings);
-        idx.refresh(self)?;
-        let (v, a) = idx.recorded(file_id);
-        if let Some(v) = v.filter(|v| *v > version) {
-            return Err(Error::integrity(format!(
-                "{display}: rolled back: the signed history records version {v}, the file is at {version}"
-            )));
+        let looked = idx.refresh_recent(self)?;
+        let check = |idx: &BindingIndex| {
+            let (v, a) = idx.recorded(file_id);
+            if let Some(v) = v.filter(|v| *v > version) {
+                return Err(Error::integrity(format!(
+                    "{display}: rolled back: the signed history records version {v}, the file is at {version}"
+                )));
+            }
+            if let Some(a) = a.filter(|a| *a > access_len) {
+                return Err(Error::integrity(format!(
+                    "{display}: access list rolled back: the history records {a} entries, the file has {access_len}"
+                )));
+            }
+            Ok(())
+        };
+        match check(&idx) {
+            // A failure is reported only against the logs as they are now.
+            Err(_) if !looked => {
+                idx.refresh(self)?;
+                check(&idx)
+            }
+            r => r,
         }
-        if let Some(a) = a.filter(|a| *a > access_len) {
-            return Err(Error::integrity(format!(
-                "{display}: access list rolled back: the history records {a} entries, the file has {access_len}"
-            )));
-        }
-        Ok(())
     }
 
     /// Checks that the entry at `backing` holds the file the history put there.

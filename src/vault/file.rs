@@ -1042,9 +1042,21 @@ pub(super) fn load_committed(
     display: &str,
 ) -> Result<Committed> {
     let path = vault.paths.sidecar(file_id);
+    load_committed_from(vault, file_id, display, stamp_of(&path))
+}
+
+/// [`load_committed`] with the sidecar's stamp just taken by the caller.
+fn load_committed_from(
+    vault: &Vault,
+    file_id: &[u8; 16],
+    display: &str,
+    first_stamp: Option<Stamp>,
+) -> Result<Committed> {
+    let path = vault.paths.sidecar(file_id);
     let mut attempts = 0;
+    let mut next_stamp = Some(first_stamp);
     loop {
-        let stamp = stamp_of(&path);
+        let stamp = next_stamp.take().unwrap_or_else(|| stamp_of(&path));
         let (sidecar, access, manifest) = read_sidecar(vault, file_id, &path, display)?;
         let checked = vault.check_file_history(
             file_id,
@@ -1207,7 +1219,7 @@ impl Vault {
                 }
             }
         }
-        let committed = load_committed(self, file_id, display)?;
+        let committed = load_committed_from(self, file_id, display, stamp)?;
         let keys = unwrap_keys(self, &committed)?;
         self.remember_verified(file_id, &committed, &keys);
         Ok((committed, keys))
