@@ -5,11 +5,12 @@
 //! Client state, trusted like `.seen`: `$XDG_STATE_HOME/coffer/vaults/<vault
 //! id>.<member id>.vouched`, a fixed-size hash table of 16-byte tags on disk
 //! (a 4 KiB header, then 2^18 slots in windows of 8; 4 MiB, sparse until
-//! used). A process reads it once (4 MiB, one sequential read) and answers
-//! lookups from that copy; a miss re-reads its window and an insert writes its
-//! slot, so a mount and a command share tags as they go, memory stays fixed,
-//! and a full window overwrites one of its slots (a lost tag only costs a
-//! signature check). A tag is BLAKE3 keyed with a key derived from the
+//! used). Lookups and inserts read the tag's window (128 bytes) with one
+//! `pread` and an insert writes its slot, so a mount and a command share tags
+//! as they go; the table is hinted to the kernel once per process
+//! (`POSIX_FADV_WILLNEED`: one sequential read into the page cache, not into
+//! the process's memory), and a full window overwrites one of its slots (a
+//! lost tag only costs a signature check). A tag is BLAKE3 keyed with a key derived from the
 //! member's private key over the signer's public key, the record kind's
 //! signature domain and the record's hash (body, signer and signature): bytes
 //! put in that file by anyone who does not hold the private key vouch for
@@ -36,10 +37,12 @@ pub struct VouchedSignatures {
     key: Zeroizing<[u8; 32]>,
     /// `None` when the table cannot be opened: nothing is vouched for.
     file: Option<File>,
-    /// The table as this process last read it, loaded in one sequential read
-    /// at first use: lookups of known tags need no I/O (not even after the
-    /// page cache is dropped); a miss re-reads its window from the file.
-    copy: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Whether the table was hinted into the page cache yet. (A copy in this
+    /// process's memory, as before session 5, cost 4 MiB of every daemon's
+    /// resident memory.)
+    hinted: std::sync::Once,
+    /// Serializes this process's read-modify-write of a window.
+    writing: std::sync::Mutex<()>,
 }
 
 impl VouchedSignatures {
@@ -72,7 +75,8 @@ impl VouchedSignatures {
             vault_id: *vault_id,
             key,
             file,
-            copy: std::sync::Mutex::new(None),
+            hinted: std::sync::Once::new(),
+            writing: std::sync::Mutex::new(()),
         }
     }
 
@@ -100,32 +104,12 @@ impl VouchedSignatures {
         w
     }
 
-    /// Runs `f` on this process's copy of the window at `at`; with
-    /// `fresh`, the window is read from the file first.
-    fn with_window<T>(
-        &self,
-        file: &File,
-        at: u64,
-        fresh: bool,
-        f: impl FnOnce(&mut [u8]) -> T,
-    ) -> T {
-        let mut copy = crate::lock(&self.copy);
-        let table = copy.get_or_insert_with(|| {
-            let mut all = vec![0u8; table_size() as usize];
-            let mut done = 0;
-            while done < all.len() {
-                match file.read_at(&mut all[done..], done as u64) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => done += n,
-                }
-            }
-            all
-        });
-        let w = &mut table[at as usize..at as usize + WINDOW * TAG_LEN];
-        if fresh {
-            w.copy_from_slice(&Self::read_window(file, at));
-        }
-        f(w)
+    /// The window at `at`, read from the table (the first read of a process
+    /// also asks the kernel to read the whole table ahead, sequentially).
+    fn window(&self, file: &File, at: u64) -> [u8; WINDOW * TAG_LEN] {
+        self.hinted
+            .call_once(|| crate::store::advise::will_need(file, 0, table_size()));
+        Self::read_window(file, at)
     }
 
     /// Whether this machine checked the signature on `record` by that key before.
@@ -137,10 +121,7 @@ impl VouchedSignatures {
             return false;
         }
         let t = self.tag(signer_ed25519, domain, record);
-        let at = Self::window_of(&t);
-        let has = |w: &mut [u8]| holds(w, &t);
-        // Another process (the mount, a command) may have added it since.
-        self.with_window(file, at, false, has) || self.with_window(file, at, true, has)
+        holds(&self.window(file, Self::window_of(&t)), &t)
     }
 
     /// Records a signature this process verified or made.
@@ -150,27 +131,21 @@ impl VouchedSignatures {
         };
         let t = self.tag(signer_ed25519, domain, record);
         let at = Self::window_of(&t);
-        // Recorded already (the common case: a commit re-vouches the file's
-        // older entries): no I/O.
-        if self.with_window(file, at, false, |w| holds(w, &t)) {
-            return;
-        }
-        let slot = self.with_window(file, at, true, |w| {
-            let mut free = None;
-            for (i, slot) in w.chunks_exact(TAG_LEN).enumerate() {
-                if slot == t {
-                    return None;
-                }
-                if free.is_none() && slot.iter().all(|b| *b == 0) {
-                    free = Some(i);
-                }
+        let _writing = crate::lock(&self.writing);
+        let w = self.window(file, at);
+        let mut free = None;
+        for (i, slot) in w.chunks_exact(TAG_LEN).enumerate() {
+            // Recorded already (the common case: a commit re-vouches the
+            // file's older entries): nothing to write.
+            if slot == t {
+                return;
             }
-            // A full window gives up a slot picked by the new tag's own bits.
-            let slot = free.unwrap_or(t[8] as usize % WINDOW);
-            w[slot * TAG_LEN..(slot + 1) * TAG_LEN].copy_from_slice(&t);
-            Some(slot)
-        });
-        let Some(slot) = slot else { return };
+            if free.is_none() && slot.iter().all(|b| *b == 0) {
+                free = Some(i);
+            }
+        }
+        // A full window gives up a slot picked by the new tag's own bits.
+        let slot = free.unwrap_or(t[8] as usize % WINDOW);
         if let Err(e) = file.write_at(&t, at + (slot * TAG_LEN) as u64) {
             log::debug!(
                 "could not record a checked signature in {}: {e}",
