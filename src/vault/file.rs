@@ -590,26 +590,55 @@ impl OpenFile {
         flush_run(&mut run, run_start)?;
         drop(run);
         self.dirty_bytes = 0;
-        let refs: Vec<(u64, &[u8])> = journaled.iter().map(|(i, c)| (*i, &c[..])).collect();
-        let runs = self.coalesce(&journaled);
+        let (runs, places) = self.coalesce(journaled);
+        let refs: Vec<(u64, &[u8])> = places
+            .iter()
+            .map(|&(idx, run, lo, hi)| (idx, &runs[run].1[lo..hi]))
+            .collect();
         let writes: Vec<(u64, &[u8])> = runs.iter().map(|(at, b)| (*at, &b[..])).collect();
         self.finish_commit(vault, epoch, &key, &refs, &writes, durability, wrote_before)
     }
 
-    /// Chunks (ascending) as pwrites: adjacent ones joined up to 4 MiB.
-    fn coalesce(&self, chunks: &[(u64, Vec<u8>)]) -> Vec<(u64, Vec<u8>)> {
-        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+    /// Chunks (ascending) as pwrites: adjacent ones joined up to 4 MiB. Each
+    /// chunk's buffer is freed once copied into its run (a commit holds the
+    /// sealed chunks once, not twice); `places` says where each chunk is:
+    /// `(index, run, start, end)`.
+    #[allow(clippy::type_complexity)]
+    fn coalesce(
+        &self,
+        chunks: Vec<(u64, Vec<u8>)>,
+    ) -> (Vec<(u64, Vec<u8>)>, Vec<(u64, usize, usize, usize)>) {
+        const RUN_MAX: usize = 4 << 20;
+        // Which run each chunk joins, and run lengths, first: each run is
+        // then allocated once at its size.
+        let mut lens: Vec<usize> = Vec::new();
+        let mut run_of = Vec::with_capacity(chunks.len());
         let mut next = None;
-        for (idx, stored) in chunks {
-            match out.last_mut() {
-                Some((_, run)) if next == Some(*idx) && run.len() + stored.len() <= 4 << 20 => {
-                    run.extend_from_slice(stored);
+        for (idx, stored) in &chunks {
+            match lens.last_mut() {
+                Some(len) if next == Some(*idx) && *len + stored.len() <= RUN_MAX => {
+                    *len += stored.len()
                 }
-                _ => out.push((self.layout.slot_offset(*idx), stored.clone())),
+                _ => lens.push(stored.len()),
             }
+            run_of.push(lens.len() - 1);
             next = Some(idx + 1);
         }
-        out
+        let mut runs: Vec<(u64, Vec<u8>)> = Vec::with_capacity(lens.len());
+        let mut places = Vec::with_capacity(chunks.len());
+        for ((idx, stored), run_no) in chunks.into_iter().zip(run_of) {
+            if run_no == runs.len() {
+                runs.push((
+                    self.layout.slot_offset(idx),
+                    Vec::with_capacity(lens[run_no]),
+                ));
+            }
+            let run = &mut runs[run_no].1;
+            let lo = run.len();
+            run.extend_from_slice(&stored);
+            places.push((idx, run_no, lo, run.len()));
+        }
+        (runs, places)
     }
 
     /// The rest of a commit once every changed chunk is sealed and `self.chunks`
