@@ -590,55 +590,13 @@ impl OpenFile {
         flush_run(&mut run, run_start)?;
         drop(run);
         self.dirty_bytes = 0;
-        let (runs, places) = self.coalesce(journaled);
+        let (runs, places) = coalesce(&self.layout, journaled);
         let refs: Vec<(u64, &[u8])> = places
             .iter()
             .map(|&(idx, run, lo, hi)| (idx, &runs[run].1[lo..hi]))
             .collect();
         let writes: Vec<(u64, &[u8])> = runs.iter().map(|(at, b)| (*at, &b[..])).collect();
         self.finish_commit(vault, epoch, &key, &refs, &writes, durability, wrote_before)
-    }
-
-    /// Chunks (ascending) as pwrites: adjacent ones joined up to 4 MiB. Each
-    /// chunk's buffer is freed once copied into its run (a commit holds the
-    /// sealed chunks once, not twice); `places` says where each chunk is:
-    /// `(index, run, start, end)`.
-    #[allow(clippy::type_complexity)]
-    fn coalesce(
-        &self,
-        chunks: Vec<(u64, Vec<u8>)>,
-    ) -> (Vec<(u64, Vec<u8>)>, Vec<(u64, usize, usize, usize)>) {
-        const RUN_MAX: usize = 4 << 20;
-        // Which run each chunk joins, and run lengths, first: each run is
-        // then allocated once at its size.
-        let mut lens: Vec<usize> = Vec::new();
-        let mut run_of = Vec::with_capacity(chunks.len());
-        let mut next = None;
-        for (idx, stored) in &chunks {
-            match lens.last_mut() {
-                Some(len) if next == Some(*idx) && *len + stored.len() <= RUN_MAX => {
-                    *len += stored.len()
-                }
-                _ => lens.push(stored.len()),
-            }
-            run_of.push(lens.len() - 1);
-            next = Some(idx + 1);
-        }
-        let mut runs: Vec<(u64, Vec<u8>)> = Vec::with_capacity(lens.len());
-        let mut places = Vec::with_capacity(chunks.len());
-        for ((idx, stored), run_no) in chunks.into_iter().zip(run_of) {
-            if run_no == runs.len() {
-                runs.push((
-                    self.layout.slot_offset(idx),
-                    Vec::with_capacity(lens[run_no]),
-                ));
-            }
-            let run = &mut runs[run_no].1;
-            let lo = run.len();
-            run.extend_from_slice(&stored);
-            places.push((idx, run_no, lo, run.len()));
-        }
-        (runs, places)
     }
 
     /// The rest of a commit once every changed chunk is sealed and `self.chunks`
@@ -958,6 +916,45 @@ impl OpenFile {
         }
         Ok(())
     }
+}
+
+/// Chunks (ascending) as pwrites: adjacent ones joined up to 4 MiB. Each
+/// chunk's buffer is freed once copied into its run (a commit holds the
+/// sealed chunks once, not twice); `places` says where each chunk is:
+/// `(index, run, start, end)`.
+#[allow(clippy::type_complexity)]
+fn coalesce(
+    layout: &Layout,
+    chunks: Vec<(u64, Vec<u8>)>,
+) -> (Vec<(u64, Vec<u8>)>, Vec<(u64, usize, usize, usize)>) {
+    const RUN_MAX: usize = 4 << 20;
+    // Which run each chunk joins, and run lengths, first: each run is
+    // then allocated once at its size.
+    let mut lens: Vec<usize> = Vec::new();
+    let mut run_of = Vec::with_capacity(chunks.len());
+    let mut next = None;
+    for (idx, stored) in &chunks {
+        match lens.last_mut() {
+            Some(len) if next == Some(*idx) && *len + stored.len() <= RUN_MAX => {
+                *len += stored.len()
+            }
+            _ => lens.push(stored.len()),
+        }
+        run_of.push(lens.len() - 1);
+        next = Some(idx + 1);
+    }
+    let mut runs: Vec<(u64, Vec<u8>)> = Vec::with_capacity(lens.len());
+    let mut places = Vec::with_capacity(chunks.len());
+    for ((idx, stored), run_no) in chunks.into_iter().zip(run_of) {
+        if run_no == runs.len() {
+            runs.push((layout.slot_offset(idx), Vec::with_capacity(lens[run_no])));
+        }
+        let run = &mut runs[run_no].1;
+        let lo = run.len();
+        run.extend_from_slice(&stored);
+        places.push((idx, run_no, lo, run.len()));
+    }
+    (runs, places)
 }
 
 /// `base` with the `ranges` of `written` laid over it.
@@ -1638,5 +1635,40 @@ impl OpenFile {
     pub(super) fn supersede(&mut self, newest: u64) {
         self.committed.manifest.version = self.committed.manifest.version.max(newest);
         self.force_commit = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalesce_joins_adjacent_chunks_up_to_4_mib_and_places_each() {
+        let layout = Layout { chunk_log2: 16 };
+        let slot = layout.slot_size() as usize;
+        // 70 adjacent chunks (more than one 4 MiB run), a gap, then two more.
+        let idxs: Vec<u64> = (0..70).chain([80, 81]).collect();
+        let chunks: Vec<(u64, Vec<u8>)> = idxs.iter().map(|&i| (i, vec![i as u8; slot])).collect();
+        let (runs, places) = coalesce(&layout, chunks);
+        assert_eq!(runs.len(), 3);
+        assert!(runs.iter().all(|(_, r)| r.len() <= 4 << 20));
+        assert_eq!(runs[0].0, layout.slot_offset(0));
+        assert_eq!(runs[2].0, layout.slot_offset(80));
+        // Each run starts where its first chunk's slot is and holds the chunks
+        // in order; each place points at its chunk's bytes.
+        let mut at = 0;
+        for (run_no, (start, run)) in runs.iter().enumerate() {
+            let first = places.iter().find(|p| p.1 == run_no).unwrap().0;
+            assert_eq!(*start, layout.slot_offset(first));
+            at += run.len();
+        }
+        assert_eq!(at, idxs.len() * slot);
+        assert_eq!(places.len(), idxs.len());
+        for (&(idx, run, lo, hi), want) in places.iter().zip(&idxs) {
+            assert_eq!(idx, *want);
+            assert_eq!(hi - lo, slot);
+            assert!(runs[run].1[lo..hi].iter().all(|b| *b == idx as u8));
+            assert_eq!(runs[run].0 + lo as u64, layout.slot_offset(idx));
+        }
     }
 }
