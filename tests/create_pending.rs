@@ -96,7 +96,7 @@ fn a_file_being_created_opens_for_nobody_else_until_its_first_commit() {
     // Another process of alice's, and bob: no rights exist yet.
     let alice2 = w.open(ALICE);
     let msg = expect_being_created(open(&alice2, &p), "alice, another process");
-    assert!(msg.contains("another process of yours"), "{msg}");
+    assert!(msg.contains("being created by alice"), "{msg}");
     // Not even a writable open by the creator takes over a live creation.
     assert!(!sidecar.exists());
     let bob = w.open(BOB);
@@ -121,6 +121,28 @@ fn a_file_being_created_opens_for_nobody_else_until_its_first_commit() {
     assert_eq!(read_all(&alice2, &p), b"first words");
     let g = open(&bob, &p).unwrap();
     assert!(!g.can_read(&bob), "bob holds no right on alice's file");
+}
+
+#[test]
+fn an_open_waits_for_a_creation_that_finishes() {
+    let _serial = serial();
+    let w = World::new();
+    let creator = w.open(ALICE);
+    let p = w.path(&creator, "soon");
+    let mut f = creator.create_file(&p, 0o644, "soon".into()).unwrap();
+    f.write(&creator, 0, b"ready").unwrap();
+    let reader = w.open(ALICE);
+    let started = std::time::Instant::now();
+    let got = std::thread::scope(|scope| {
+        // As the kernel's release (after close returns) or the flusher would.
+        scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            f.commit(&creator, Durability::Lazy).unwrap();
+        });
+        read_all(&reader, &p)
+    });
+    assert_eq!(got, b"ready");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
 }
 
 #[test]

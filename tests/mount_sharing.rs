@@ -271,3 +271,48 @@ fn sharing_bad_input_changes_nothing() {
     let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(j["members"].as_array().unwrap().len(), 1);
 }
+
+/// A new file's sidecar is written by its first commit: when the kernel
+/// releases it (after `close` returns), or by the mount's flusher while it is
+/// held open (docs/FORMAT.md, "Created, not yet written"). Commands and other
+/// mounts right after the create wait for that first version instead of
+/// failing.
+#[test]
+fn commands_and_other_mounts_right_after_a_create() {
+    require_fuse!();
+    let v = TestVault::new(&["alice", "bob"]);
+    let alice = v.member("alice").clone();
+    let a = v.mount("alice");
+    let b = v.mount("bob");
+    for i in 0..5 {
+        let p = a.join(format!("touched-{i}"));
+        fs::File::create(&p).unwrap();
+        v.as_member(&alice, ["grant", p.to_str().unwrap(), "bob", "--read"])
+            .ok();
+    }
+    for i in 0..5 {
+        assert_eq!(fs::read(b.join(format!("touched-{i}"))).unwrap(), b"");
+    }
+    // Files created in `shared` start readable by bob. One held open with
+    // content (no process is started meanwhile: an exec would close a copy of
+    // the descriptor and so commit it): bob's open waits for the flusher.
+    fs::create_dir(a.join("shared")).unwrap();
+    let shared = a.join("shared");
+    v.as_member(
+        &alice,
+        ["grant", shared.to_str().unwrap(), "bob", "--read", "-r"],
+    )
+    .ok();
+    within_a_second("bob sees the directory", || b.join("shared").exists());
+    let mut f = fs::File::create(shared.join("held")).unwrap();
+    std::io::Write::write_all(&mut f, b"still open").unwrap();
+    // The first open already succeeds (no EACCES for a file whose access list
+    // is a moment away); its size reaches bob's kernel within a second.
+    if let Err(e) = fs::read(b.join("shared/held")) {
+        panic!("bob opening a file held open by alice: {e}");
+    }
+    within_a_second("bob reads the held-open file", || {
+        fs::read(b.join("shared/held")).is_ok_and(|got| got == b"still open")
+    });
+    drop(f);
+}

@@ -24,6 +24,11 @@ use crate::history::log::Event;
 use crate::store::lock::FileLock;
 use crate::store::{atomic_write, read_limited, Durability};
 
+/// How long an open waits for a file another process is creating to get its
+/// first sidecar (closed files get it at release, open ones from the mount's
+/// flusher every 0.4 s).
+const CREATION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Commit automatically once this much plaintext is dirty (bounds memory).
 pub const DIRTY_LIMIT: usize = 4 << 20;
 
@@ -1445,27 +1450,44 @@ impl Vault {
                 .map(|r| r.name)
                 .unwrap_or_else(|| m.to_string())
         };
+        let sidecar = self.paths.sidecar(file_id);
+        let shown = backing.display().to_string();
+        let Some(lock) = FileLock::try_exclusive(data).map_err(|e| Error::io(backing, e))? else {
+            // A live creation: its first sidecar comes when the file is
+            // closed (the kernel's release runs after `close` returns) or with
+            // the mount's flusher, within 0.4 s. Wait for it rather than fail
+            // `touch f && coffer grant f ...` or another mount's open.
+            let deadline = std::time::Instant::now() + CREATION_WAIT;
+            while std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                if sidecar.exists() {
+                    return load_committed(self, file_id, &shown);
+                }
+            }
+            return Err(Error::BeingCreated(format!(
+                "{shown}: being created by {}: its first version is not written yet, so \
+                 nobody holds a right on it; try again once it is closed",
+                name(&creator)
+            )));
+        };
+        if sidecar.exists() {
+            // Finished between our first look and the lock.
+            drop(lock);
+            return load_committed(self, file_id, &shown);
+        }
         if creator != self.me.member_id() {
             return Err(Error::BeingCreated(format!(
-                "{}: being created by {}: its first version is not written yet, so nobody \
-                 holds a right on it (if that mount crashed, {} can open it to recover it)",
-                backing.display(),
+                "{shown}: its creation by {} was interrupted before its first version was \
+                 written, so nobody holds a right on it ({} can open it to recover it)",
                 name(&creator),
                 name(&creator)
             )));
         }
-        let lock = FileLock::try_exclusive(data).map_err(|e| Error::io(backing, e))?;
-        let (Some(_lock), true) = (lock, writable && !self.read_only) else {
+        if !writable || self.read_only {
             return Err(Error::BeingCreated(format!(
-                "{}: being created by another process of yours (or left by one that \
-                 crashed): its first version is not written yet; try again once it is \
-                 closed, or open it for writing to recover it",
-                backing.display()
+                "{shown}: its creation by you was interrupted before its first version was \
+                 written; open it for writing (in a writable mount) to recover it"
             )));
-        };
-        // Another process could have finished the creation before we locked.
-        if self.paths.sidecar(file_id).exists() {
-            return load_committed(self, file_id, &backing.display().to_string());
         }
         let (mut committed, _key) = self.first_version(*file_id, backing.parent())?;
         create_meta_dir(self, file_id)?;
