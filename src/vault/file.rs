@@ -719,11 +719,7 @@ impl OpenFile {
             })?;
             vault.seen.observe(
                 &self.file_id,
-                super::seen::SeenFile {
-                    version: manifest.version,
-                    manifest_hash: sidecar.manifest.hash(),
-                    access_len: sidecar.access.len() as u64,
-                },
+                super::seen::SeenFile::of(&sidecar, manifest.version),
                 &self.display,
             )?;
         }
@@ -758,11 +754,7 @@ impl OpenFile {
             self.write_sidecar(vault, &sidecar, durability)?;
             vault.seen.observe(
                 &self.file_id,
-                super::seen::SeenFile {
-                    version: self.committed.manifest.version,
-                    manifest_hash: sidecar.manifest.hash(),
-                    access_len: sidecar.access.len() as u64,
-                },
+                super::seen::SeenFile::of(&sidecar, self.committed.manifest.version),
                 &self.display,
             )?;
             self.committed.stamp = stamp_of(&vault.paths.sidecar(&self.file_id));
@@ -1091,11 +1083,7 @@ fn load_committed_from(
         let (sidecar, access, manifest) = read_sidecar(vault, file_id, &path, display)?;
         let checked = vault.check_file_history(
             file_id,
-            super::seen::SeenFile {
-                version: manifest.version,
-                manifest_hash: sidecar.manifest.hash(),
-                access_len: sidecar.access.len() as u64,
-            },
+            super::seen::SeenFile::of(&sidecar, manifest.version),
             display,
         );
         match checked {
@@ -1510,11 +1498,7 @@ impl Vault {
         committed.stamp = stamp_of(&path);
         self.seen.observe(
             file_id,
-            super::seen::SeenFile {
-                version: committed.manifest.version,
-                manifest_hash: committed.sidecar.manifest.hash(),
-                access_len: committed.sidecar.access.len() as u64,
-            },
+            super::seen::SeenFile::of(&committed.sidecar, committed.manifest.version),
             &backing.display().to_string(),
         )?;
         Ok(committed)

@@ -566,11 +566,7 @@ impl Vault {
             ) else {
                 continue;
             };
-            let now = SeenFile {
-                version: f.manifest().version,
-                manifest_hash: f.sidecar().manifest.hash(),
-                access_len: f.sidecar().access.len() as u64,
-            };
+            let now = SeenFile::of(f.sidecar(), f.manifest().version);
             if let Some(seen) = self
                 .seen
                 .get(&file_id)

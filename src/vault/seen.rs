@@ -19,6 +19,17 @@ pub struct SeenFile {
     pub access_len: u64,
 }
 
+impl SeenFile {
+    /// The state a sidecar holding content version `version` stands for.
+    pub fn of(sidecar: &crate::format::Sidecar, version: u64) -> SeenFile {
+        SeenFile {
+            version,
+            manifest_hash: sidecar.manifest.hash(),
+            access_len: sidecar.access.len() as u64,
+        }
+    }
+}
+
 #[derive(Default, Serialize, Deserialize)]
 struct SeenOnDisk {
     format_version: u16,

@@ -166,11 +166,7 @@ impl OpenFile {
         if !self.detached {
             vault.seen.observe(
                 &self.file_id,
-                super::seen::SeenFile {
-                    version: self.committed.manifest.version,
-                    manifest_hash: sidecar.manifest.hash(),
-                    access_len: sidecar.access.len() as u64,
-                },
+                super::seen::SeenFile::of(&sidecar, self.committed.manifest.version),
                 &self.display,
             )?;
         }
