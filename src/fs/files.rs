@@ -143,13 +143,7 @@ impl Inner {
         // Through the open descriptor: no path walks for a file we just made.
         self.chown_file(file.data_file(), uid, gid);
         let m = file.data_file().metadata().map_err(Inner::io_err)?;
-        let ino = {
-            let key = super::inodes::key_of(&m);
-            let mut inodes = crate::lock(&self.inodes);
-            let ino = inodes.ino_for(key);
-            inodes.remember(ino, key, &path);
-            ino
-        };
+        let ino = self.register_entry(&path, &m);
         let version = file.sidecar().manifest.hash();
         let st = Arc::new(OpenState {
             file: Mutex::new(file),

@@ -72,14 +72,17 @@ impl Inner {
     /// Stats `path` and registers it as inode of a kernel lookup.
     pub fn entry(&self, path: &Path) -> FsResult<FileAttr> {
         let m = fs::symlink_metadata(path).map_err(Inner::io_err)?;
-        let key = super::inodes::key_of(&m);
-        let ino = {
-            let mut inodes = crate::lock(&self.inodes);
-            let ino = inodes.ino_for(key);
-            inodes.remember(ino, key, path);
-            ino
-        };
-        Ok(self.attr_of(ino, &m))
+        Ok(self.attr_of(self.register_entry(path, &m), &m))
+    }
+
+    /// Registers `path`, whose backing inode `m` describes, and returns its
+    /// inode number.
+    pub fn register_entry(&self, path: &Path, m: &fs::Metadata) -> u64 {
+        let key = super::inodes::key_of(m);
+        let mut inodes = crate::lock(&self.inodes);
+        let ino = inodes.ino_for(key);
+        inodes.remember(ino, key, path);
+        ino
     }
 
     pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<FileAttr> {

@@ -94,7 +94,7 @@ impl BindingIndex {
     }
 
     pub fn is_live(&self, file_id: &[u8; 16]) -> bool {
-        self.created.contains_key(file_id) && !self.deleted.contains(file_id)
+        self.creator(file_id).is_some()
     }
 
     /// Who created a live file, per the history.
