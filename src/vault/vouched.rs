@@ -10,11 +10,11 @@
 //! as they go; the table is hinted to the kernel once per process
 //! (`POSIX_FADV_WILLNEED`: one sequential read into the page cache, not into
 //! the process's memory), and a full window overwrites one of its slots (a
-//! lost tag only costs a signature check). A tag is BLAKE3 keyed with a key derived from the
-//! member's private key over the signer's public key, the record kind's
-//! signature domain and the record's hash (body, signer and signature): bytes
-//! put in that file by anyone who does not hold the private key vouch for
-//! nothing. Only the signature check is skipped; every rule (chaining, rights,
+//! lost tag only costs a signature check). A tag is BLAKE3 keyed with a key
+//! derived from the member's private key over the signer's public key, the
+//! record kind's signature domain and the record's hash (body, signer and
+//! signature): bytes put in that file by anyone who does not hold the private
+//! key vouch for nothing. Only the signature check is skipped; every rule (chaining, rights,
 //! file ids, rollback) still runs. `coffer verify --deep` ignores the table.
 
 use std::fs::File;
@@ -37,9 +37,8 @@ pub struct VouchedSignatures {
     key: Zeroizing<[u8; 32]>,
     /// `None` when the table cannot be opened: nothing is vouched for.
     file: Option<File>,
-    /// Whether the table was hinted into the page cache yet. (A copy in this
-    /// process's memory, as before session 5, cost 4 MiB of every daemon's
-    /// resident memory.)
+    /// Whether the table was hinted into the page cache yet. (No copy is kept
+    /// in this process: it would add 4 MiB to every daemon's resident memory.)
     hinted: std::sync::Once,
     /// Serializes this process's read-modify-write of a window.
     writing: std::sync::Mutex<()>,
