@@ -14,8 +14,9 @@
 //! derived from the member's private key over the signer's public key, the
 //! record kind's signature domain and the record's hash (body, signer and
 //! signature): bytes put in that file by anyone who does not hold the private
-//! key vouch for nothing. Only the signature check is skipped; every rule (chaining, rights,
-//! file ids, rollback) still runs. `coffer verify --deep` ignores the table.
+//! key vouch for nothing. Only the signature check is skipped; every rule
+//! (chaining, rights, file ids, rollback) still runs. `coffer verify --deep`
+//! ignores the table.
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
