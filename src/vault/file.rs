@@ -1397,11 +1397,12 @@ impl Vault {
     /// A content file whose sidecar is missing. Allowed only as a file
     /// "created, not yet written": the history records its creation and
     /// nothing since (no content version, no access change) and this machine
-    /// never saw a version of it. Then: if its creator is this member and no
-    /// process holds its lock (the creating one crashed), a writable open
-    /// writes a fresh first version (empty, as the file was when created);
-    /// otherwise `BeingCreated`. Anything else is a missing sidecar:
-    /// integrity failure.
+    /// never saw a version of it. Then: while a process holds its lock (a
+    /// live creation), wait up to `CREATION_WAIT` for the first sidecar; if
+    /// none holds it (the creating one crashed) and the creator is this
+    /// member, a writable open writes a fresh first version (empty, as the
+    /// file was when created); otherwise `BeingCreated`. Anything else is a
+    /// missing sidecar: integrity failure.
     fn open_unwritten(
         &self,
         file_id: &[u8; 16],
