@@ -84,7 +84,11 @@ pub fn create_new_with(
         .mode(mode & 0o7777)
         .open(dir);
     let f = match unnamed {
-        Ok(f) => f,
+        Ok(f) => {
+            fill_new(&f, mode, parts, durability)?;
+            link_unnamed(&f, path)?;
+            f
+        }
         // No O_TMPFILE here (EOPNOTSUPP, EISDIR or EINVAL on older kernels
         // and some filesystems).
         Err(e)
@@ -93,12 +97,10 @@ pub fn create_new_with(
                 Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
             ) =>
         {
-            return create_new_via_temp(path, mode, parts, durability)
+            create_new_via_temp(path, mode, parts, durability)?
         }
         Err(e) => return Err(e),
     };
-    fill_new(&f, mode, parts, durability)?;
-    link_unnamed(&f, path)?;
     if durability == Durability::Sync {
         File::open(dir)?.sync_all()?;
     }
@@ -148,14 +150,15 @@ fn link_unnamed(f: &File, path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The fallback of [`create_new_with`]: a hidden temp file, filled, then
+/// hard-linked into place (the caller syncs the directory).
 fn create_new_via_temp(
     path: &Path,
     mode: u32,
     parts: &[&[u8]],
     durability: Durability,
 ) -> std::io::Result<File> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
+    let tmp = path.parent().unwrap_or(Path::new(".")).join(format!(
         ".create.tmp.{}",
         crate::crypto::hex(&crate::crypto::random_bytes::<8>())
     ));
@@ -168,9 +171,6 @@ fn create_new_via_temp(
     let linked = fill_new(&f, mode, parts, durability).and_then(|_| fs::hard_link(&tmp, path));
     let _ = fs::remove_file(&tmp);
     linked?;
-    if durability == Durability::Sync {
-        File::open(dir)?.sync_all()?;
-    }
     Ok(f)
 }
 
