@@ -6,7 +6,7 @@
 //! batched. Names never appear in the log: files are named by id.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -180,6 +180,28 @@ pub fn read_member_log_from(
     read_log_inner(dir, vault_id, member, ed25519, from, None)
 }
 
+/// Like [`read_member_log_from`], in windows of at most [`READ_WINDOW`] bytes so
+/// memory stays bounded however much was appended: `each` gets every window's
+/// entries and where they end, in log order, and may stop the read with an
+/// error. Returns where the log ends and whether a torn tail follows it. A bad
+/// record is an error after `each` got the windows before the one holding it.
+pub fn read_member_log_windows(
+    dir: &Path,
+    vault_id: &[u8; 16],
+    member: &MemberId,
+    ed25519: &[u8; 32],
+    from: LogPosition,
+    each: &mut dyn FnMut(Vec<LogEntry>, LogPosition) -> Result<()>,
+) -> Result<(LogPosition, bool)> {
+    read_windows(dir, vault_id, member, ed25519, from, &mut |p| {
+        each(p.entries, p.at)
+    })
+}
+
+/// Bytes of a log parsed at once. A record is at most `MAX_ENTRY + 260`
+/// bytes, so every window holds at least one.
+pub const READ_WINDOW: usize = 256 << 10;
+
 /// Log prefixes whose signatures are known good: `(entries, head)` per
 /// (vault, member, key). Filled by every complete verified read in this
 /// process, and by `coffer verify` from this machine's trusted state (what it
@@ -254,14 +276,38 @@ fn read_log_inner(
     member: &MemberId,
     ed25519: &[u8; 32],
     from: LogPosition,
-    hashes: Option<&mut Vec<[u8; 32]>>,
+    mut hashes: Option<&mut Vec<[u8; 32]>>,
 ) -> Result<(Vec<LogEntry>, LogPosition, bool)> {
-    use std::io::{Seek, SeekFrom};
+    let mut entries = Vec::new();
+    let (at, torn) = read_windows(dir, vault_id, member, ed25519, from, &mut |p| {
+        entries.extend(p.entries);
+        if let Some(h) = hashes.as_deref_mut() {
+            h.extend_from_slice(&p.hashes);
+        }
+        Ok(())
+    })?;
+    if from.entries == 0 {
+        vouch_for_prefix(vault_id, member, ed25519, at.entries, at.head);
+    }
+    Ok((entries, at, torn))
+}
+
+/// The windowed read behind every log reader: opens the log, picks a prefix
+/// to take on its hash chain (see [`Prefixes`]), confirms it, then parses and
+/// hands over one window after the other.
+fn read_windows(
+    dir: &Path,
+    vault_id: &[u8; 16],
+    member: &MemberId,
+    ed25519: &[u8; 32],
+    from: LogPosition,
+    each: &mut dyn FnMut(Parsed) -> Result<()>,
+) -> Result<(LogPosition, bool)> {
     let path = log_path(dir, member);
-    let mut f = match File::open(&path) {
+    let f = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && from.offset == 0 => {
-            return Ok((Vec::new(), from, false))
+            return Ok((from, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::integrity(format!(
@@ -280,14 +326,11 @@ fn read_log_inner(
     if len - from.offset > MAX_LOG as u64 {
         return Err(Error::corrupt("log", "log grew past the size limit"));
     }
-    f.seek(SeekFrom::Start(from.offset))
-        .map_err(|e| Error::io(&path, e))?;
-    let mut bytes = Vec::with_capacity((len - from.offset) as usize);
-    std::io::Read::read_to_end(&mut (&mut f).take(len - from.offset), &mut bytes)
-        .map_err(|e| Error::io(&path, e))?;
     let key = crate::crypto::sign::Verifier::new(ed25519);
     let ctx = LogCtx {
         path: &path,
+        file: &f,
+        len,
         vault_id,
         member,
         key: key.as_ref(),
@@ -295,7 +338,7 @@ fn read_log_inner(
     // A prefix to take on its hash chain rather than one signature per entry:
     // what this machine already checked, or what the member's signed checkpoint
     // covers (the chain must end in its signed head, else all is checked).
-    let checkpoint = (bytes.len() > ANCHOR_MIN_BYTES)
+    let checkpoint = (len - from.offset > ANCHOR_MIN_BYTES as u64)
         .then(|| {
             read_checkpoint(dir, vault_id, member, ed25519)
                 .ok()
@@ -309,44 +352,100 @@ fn read_log_inner(
         .filter(|t| t.0 > from.entries)
         .max_by_key(|t| t.0)
         .filter(|_| !checks_every_signature(vault_id));
-    let mut parsed = None;
-    if let Some(trust) = trust {
-        // Anything short of reproducing the vouched prefix (an error, a shorter
-        // or different log) is checked again in full, so results never differ.
-        parsed = ctx
-            .parse(&bytes, from, Some(trust))
-            .ok()
-            .filter(|p| p.confirmed);
-    }
-    let p = match parsed {
-        Some(p) => p,
-        None => ctx.parse(&bytes, from, None)?,
+    // Nothing is handed over on trust before the whole prefix is seen to
+    // reproduce it: a first pass walks the chain to the trusted head and notes
+    // where each window ends; the second pass must end its windows at the very
+    // same positions (equal heads, equal bytes), so a log changed in between
+    // is caught before its entries are used. Anything short of reproducing the
+    // prefix means every signature is checked, so results never differ.
+    let (trust, mut trusted_windows) = match trust.map(|t| (t, ctx.trusted_windows(from, t))) {
+        Some((t, Some(windows))) => (Some(t), windows.into_iter()),
+        _ => (None, Vec::new().into_iter()),
     };
-    if from.entries == 0 {
-        vouch_for_prefix(vault_id, member, ed25519, p.at.entries, p.at.head);
+    let mut at = from;
+    let mut buf = Vec::new();
+    loop {
+        let on_trust = trust.filter(|t| at.entries < t.0);
+        let limit = on_trust.map_or(u64::MAX, |t| t.0);
+        let window_end = ctx.read_window(at, &mut buf)?;
+        let p = ctx.parse(&buf, at, on_trust, limit)?;
+        if on_trust.is_some() && Some(p.at) != trusted_windows.next() {
+            return Err(Error::integrity(format!(
+                "log of {member} changed while it was being read"
+            )));
+        }
+        let progressed = p.at.offset > at.offset;
+        let torn = p.torn && window_end == len;
+        at = p.at;
+        if progressed {
+            each(p)?;
+        }
+        if !progressed || torn || at.offset >= len {
+            // Nothing complete in a window is a torn tail: a window holds any record.
+            return Ok((at, at.offset < len));
+        }
     }
-    if let Some(h) = hashes {
-        h.extend_from_slice(&p.hashes);
-    }
-    Ok((p.entries, p.at, p.torn))
 }
 
 struct LogCtx<'a> {
     path: &'a Path,
+    file: &'a File,
+    /// The log's length when the read began (appends after it are left to the next read).
+    len: u64,
     vault_id: &'a [u8; 16],
     member: &'a MemberId,
     key: Option<&'a crate::crypto::sign::Verifier>,
 }
 
 impl LogCtx<'_> {
+    /// Reads the log's bytes from `at` on, at most [`READ_WINDOW`] of them, into
+    /// `buf`; returns the offset where they end.
+    fn read_window(&self, at: LogPosition, buf: &mut Vec<u8>) -> Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let want = (self.len - at.offset).min(READ_WINDOW as u64) as usize;
+        buf.resize(want, 0);
+        self.file
+            .read_exact_at(buf, at.offset)
+            .map_err(|e| Error::io(self.path, e))?;
+        Ok(at.offset + want as u64)
+    }
+
+    /// Walks the chain from `from` to the `trust.0`-th entry without checking
+    /// signatures, window by window. The positions where the windows end if it
+    /// arrives at the trusted head there; None otherwise.
+    fn trusted_windows(
+        &self,
+        from: LogPosition,
+        trust: (u64, [u8; 32]),
+    ) -> Option<Vec<LogPosition>> {
+        let mut ends = Vec::new();
+        let mut at = from;
+        let mut buf = Vec::new();
+        while at.entries < trust.0 && at.offset < self.len {
+            self.read_window(at, &mut buf).ok()?;
+            let p = self.parse(&buf, at, Some(trust), trust.0).ok()?;
+            if p.at.offset == at.offset {
+                return None;
+            }
+            at = p.at;
+            ends.push(at);
+            if at.entries == trust.0 {
+                return p.confirmed.then_some(ends);
+            }
+        }
+        None
+    }
+
     /// Frames, decodes and checks the records in `bytes` (the log from
-    /// `from.offset` on). Signatures of entries before `trust.0` are not
-    /// checked; the others are checked on all cores.
+    /// `from.offset` on), stopping after entry `limit - 1`. Signatures of
+    /// entries before `trust.0` are not checked; the others are checked on
+    /// all cores.
     fn parse(
         &self,
         bytes: &[u8],
         from: LogPosition,
         trust: Option<(u64, [u8; 32])>,
+        limit: u64,
     ) -> Result<Parsed> {
         let member = self.member;
         let mut out = Parsed {
@@ -377,7 +476,8 @@ impl LogCtx<'_> {
         // records before it are checked, as a record-by-record pass would.
         let mut records: Vec<(usize, Signed<LogEntry>)> = Vec::new();
         let mut stop = None;
-        while pos < bytes.len() {
+        let wanted = limit.saturating_sub(from.entries);
+        while pos < bytes.len() && (records.len() as u64) < wanted {
             if bytes.len() - pos < 4 {
                 out.torn = true;
                 break;
@@ -708,12 +808,13 @@ impl LogWriter {
         } else {
             LogPosition::default()
         };
-        let (_, at, torn) = read_member_log_from(
+        let (at, torn) = read_member_log_windows(
             &self.dir,
             &self.vault_id,
             &self.member,
             &me.public().ed25519,
             start,
+            &mut |_, _| Ok(()),
         )?;
         if torn && repair {
             f.set_len(at.offset)
@@ -770,6 +871,95 @@ mod tests {
 
     fn read(dir: &Path, me: &Identity) -> Result<MemberLog> {
         read_member_log(dir, &[7; 16], &me.member_id(), &me.public().ed25519)
+    }
+
+    #[test]
+    fn windowed_reads_hand_over_only_checked_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let me = Identity::from_seed([4; 32]);
+        let _w = log_with_checkpoint(dir, &me, 4000, 3000);
+        let path = log_path(dir, &me.member_id());
+        let good = std::fs::read(&path).unwrap();
+        assert!(good.len() > 2 * READ_WINDOW, "the log must span windows");
+        let key = me.public().ed25519;
+        let windows = |from: LogPosition| {
+            let mut got: Vec<(Vec<u64>, LogPosition)> = Vec::new();
+            let r = read_member_log_windows(
+                dir,
+                &[7; 16],
+                &me.member_id(),
+                &key,
+                from,
+                &mut |e, at| {
+                    got.push((e.iter().map(|e| e.seq).collect(), at));
+                    Ok(())
+                },
+            );
+            (r, got)
+        };
+        let mut hashes = Vec::new();
+        let (all, end, _) = read_log_inner(
+            dir,
+            &[7; 16],
+            &me.member_id(),
+            &key,
+            LogPosition::default(),
+            Some(&mut hashes),
+        )
+        .unwrap();
+        // From the start and from the middle: every entry once, in order, in
+        // more than one window, each window's end where its entries end.
+        let ends: Vec<usize> = {
+            let mut v = Vec::new();
+            let mut pos = LOG_HEADER_LEN;
+            while pos < good.len() {
+                let len = u32::from_le_bytes(good[pos..pos + 4].try_into().unwrap()) as usize;
+                pos += 4 + len;
+                v.push(pos);
+            }
+            v
+        };
+        let middle = LogPosition {
+            offset: ends[999] as u64,
+            entries: 1000,
+            head: hashes[999],
+        };
+        for from in [LogPosition::default(), middle] {
+            let (r, got) = windows(from);
+            assert_eq!(r.unwrap(), (end, false));
+            assert!(got.len() > 1);
+            let seqs: Vec<u64> = got.iter().flat_map(|(s, _)| s.clone()).collect();
+            assert_eq!(seqs, (from.entries..4000).collect::<Vec<_>>());
+            for (s, at) in &got {
+                let last = *s.last().unwrap() as usize;
+                assert_eq!(at.entries as usize, last + 1);
+                assert_eq!(at.offset as usize, ends[last]);
+                assert_eq!(at.head, hashes[last]);
+            }
+        }
+        assert_eq!(all.len(), 4000);
+        // A bad signature under the checkpoint or past it: the read fails and
+        // nothing at or after the bad entry was handed over.
+        for victim in [100usize, 3500] {
+            let mut bad = good.clone();
+            bad[ends[victim] - 1] ^= 1;
+            std::fs::write(&path, &bad).unwrap();
+            let (r, got) = windows(LogPosition::default());
+            assert!(matches!(r, Err(Error::Integrity { .. })), "{r:?}");
+            assert!(got
+                .iter()
+                .flat_map(|(s, _)| s)
+                .all(|&seq| seq < victim as u64));
+        }
+        // A torn tail (a crash mid-append) ends the read where the last whole
+        // record ends, and says so.
+        std::fs::write(&path, &good[..good.len() - 3]).unwrap();
+        let (r, got) = windows(LogPosition::default());
+        let (at, torn) = r.unwrap();
+        assert!(torn);
+        assert_eq!(at.entries, 3999);
+        assert_eq!(got.iter().map(|(s, _)| s.len()).sum::<usize>(), 3999);
     }
 
     #[test]

@@ -38,6 +38,40 @@ struct SeenOnDisk {
     logs: Vec<(crate::crypto::MemberId, u64, [u8; 32])>,
 }
 
+/// [`SeenOnDisk`] as written: the same fields in the same order (the same
+/// bytes), with the files taken from our map and their newer entries.
+#[derive(Serialize)]
+struct SeenOnDiskOut<'a> {
+    format_version: u16,
+    files: MergedFiles<'a>,
+    logs: Vec<(crate::crypto::MemberId, u64, [u8; 32])>,
+}
+
+struct MergedFiles<'a> {
+    ours: &'a HashMap<[u8; 16], SeenFile>,
+    /// Entries another process saved that are newer than ours or unknown to us.
+    theirs_newer: &'a HashMap<[u8; 16], SeenFile>,
+}
+
+impl Serialize for MergedFiles<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let only_theirs = || {
+            self.theirs_newer
+                .iter()
+                .filter(|(id, _)| !self.ours.contains_key(*id))
+        };
+        let mut seq = s.serialize_seq(Some(self.ours.len() + only_theirs().count()))?;
+        for (id, ours) in self.ours {
+            seq.serialize_element(&(id, self.theirs_newer.get(id).unwrap_or(ours)))?;
+        }
+        for entry in only_theirs() {
+            seq.serialize_element(&entry)?;
+        }
+        seq.end()
+    }
+}
+
 pub struct SeenState {
     path: PathBuf,
     files: Mutex<HashMap<[u8; 16], SeenFile>>,
@@ -157,23 +191,24 @@ impl SeenState {
         }
         // Another process (a mount, a CLI command) may have saved meanwhile: keep
         // the newer of both views per file, so the state never moves backwards.
-        let mut merged = crate::lock(&self.files).clone();
+        // Only their newer entries are held apart; ours are written straight
+        // from the map (a mount's map can hold tens of thousands of files).
+        let mut theirs_newer: HashMap<[u8; 16], SeenFile> = HashMap::new();
         let mut logs = crate::lock(&self.logs).clone();
         if let Ok(bytes) = std::fs::read(&self.path) {
             if let Ok(d) =
                 crate::format::from_bytes::<SeenOnDisk>("client state", MAX_STATE, &bytes)
             {
+                drop(bytes);
                 let reset_files = crate::lock(&self.reset_files).clone();
                 let reset_logs = crate::lock(&self.reset_logs).clone();
-                for (id, theirs) in d.files {
-                    if reset_files.contains(&id) {
-                        continue;
-                    }
-                    let e = merged.entry(id).or_insert(theirs);
-                    if (theirs.version, theirs.access_len) > (e.version, e.access_len) {
-                        *e = theirs;
-                    }
-                }
+                let files = crate::lock(&self.files);
+                theirs_newer.extend(d.files.into_iter().filter(|(id, theirs)| {
+                    !reset_files.contains(id)
+                        && files.get(id).is_none_or(|ours| {
+                            (theirs.version, theirs.access_len) > (ours.version, ours.access_len)
+                        })
+                }));
                 for (m, n, h) in d.logs {
                     if reset_logs.contains(&m) {
                         continue;
@@ -185,16 +220,83 @@ impl SeenState {
                 }
             }
         }
-        let files: Vec<_> = merged.into_iter().collect();
         let logs: Vec<_> = logs.into_iter().map(|(m, (n, h))| (m, n, h)).collect();
-        let bytes = crate::format::to_bytes(&SeenOnDisk {
-            format_version: crate::format::FORMAT_VERSION,
-            files,
-            logs,
-        });
+        let bytes = {
+            let files = crate::lock(&self.files);
+            crate::format::to_bytes(&SeenOnDiskOut {
+                format_version: crate::format::FORMAT_VERSION,
+                files: MergedFiles {
+                    ours: &files,
+                    theirs_newer: &theirs_newer,
+                },
+                logs,
+            })
+        };
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         atomic_write(&self.path, &bytes, Durability::Sync)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_at(path: &std::path::Path) -> SeenState {
+        SeenState {
+            path: path.to_path_buf(),
+            files: Default::default(),
+            logs: Default::default(),
+            dirty: false.into(),
+            reset_files: Default::default(),
+            reset_logs: Default::default(),
+        }
+    }
+
+    fn seen(version: u64) -> SeenFile {
+        SeenFile {
+            version,
+            manifest_hash: [version as u8; 32],
+            access_len: 1,
+        }
+    }
+
+    fn on_disk(path: &std::path::Path) -> HashMap<[u8; 16], u64> {
+        let bytes = std::fs::read(path).unwrap();
+        let d: SeenOnDisk = crate::format::from_bytes("client state", MAX_STATE, &bytes).unwrap();
+        assert_eq!(d.format_version, crate::format::FORMAT_VERSION);
+        d.files.into_iter().map(|(id, f)| (id, f.version)).collect()
+    }
+
+    #[test]
+    fn saves_keep_the_newer_view_of_every_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("v.seen");
+        let a = state_at(&path);
+        a.observe(&[1; 16], seen(1), "one").unwrap();
+        a.observe(&[2; 16], seen(5), "two").unwrap();
+        a.observe_log(crate::crypto::MemberId([9; 16]), 4, [4; 32]);
+        a.save().unwrap();
+        // Another process that saw an older version of one file and a file
+        // the first never saw: the saved state has the newest of each.
+        let b = state_at(&path);
+        b.observe(&[2; 16], seen(3), "two").unwrap();
+        b.observe(&[3; 16], seen(2), "three").unwrap();
+        b.save().unwrap();
+        let want: HashMap<_, _> = [([1; 16], 1), ([2; 16], 5), ([3; 16], 2)].into();
+        assert_eq!(on_disk(&path), want);
+        let bytes = std::fs::read(&path).unwrap();
+        let d: SeenOnDisk = crate::format::from_bytes("client state", MAX_STATE, &bytes).unwrap();
+        assert_eq!(d.logs, vec![(crate::crypto::MemberId([9; 16]), 4, [4; 32])]);
+        // A file whose state the user reset (a settled fork) takes ours.
+        b.reset(&[2; 16]);
+        b.observe(&[2; 16], seen(2), "two").unwrap();
+        b.save().unwrap();
+        assert_eq!(on_disk(&path)[&[2; 16]], 2);
+        // Nothing changed since: nothing is written.
+        std::fs::remove_file(&path).unwrap();
+        b.save().unwrap();
+        assert!(!path.exists());
     }
 }
