@@ -99,6 +99,43 @@ pub fn seal(key: &SecretKey, file_id: &[u8; 16], epoch: u32, index: u64, plain: 
     seal_with_nonce(key, file_id, epoch, index, plain, super::random_bytes())
 }
 
+/// [`seal`] in the plaintext's own buffer: the plaintext becomes the stored
+/// chunk, so a commit of many chunks never holds each one twice (and leaves no
+/// plaintext copy behind). With `OVERHEAD` bytes of spare capacity it does not
+/// reallocate either.
+pub fn seal_owned(
+    key: &SecretKey,
+    file_id: &[u8; 16],
+    epoch: u32,
+    index: u64,
+    buf: Vec<u8>,
+) -> Vec<u8> {
+    seal_owned_with_nonce(key, file_id, epoch, index, buf, super::random_bytes())
+}
+
+fn seal_owned_with_nonce(
+    key: &SecretKey,
+    file_id: &[u8; 16],
+    epoch: u32,
+    index: u64,
+    mut buf: Vec<u8>,
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
+    let len = buf.len();
+    buf.reserve_exact(OVERHEAD);
+    buf.resize(len + NONCE_LEN, 0);
+    buf.copy_within(0..len, NONCE_LEN);
+    buf[..NONCE_LEN].copy_from_slice(&nonce);
+    let tag = seal_body(
+        key,
+        &nonce,
+        &aad(file_id, epoch, index),
+        &mut buf[NONCE_LEN..],
+    );
+    buf.extend_from_slice(&tag);
+    buf
+}
+
 /// Deterministic variant for test vectors only; production code uses [`seal`].
 pub fn seal_with_nonce(
     key: &SecretKey,
@@ -264,6 +301,23 @@ mod tests {
             open(&key(), &[0x22; 16], 3, 5, &stored).unwrap(),
             b"hello coffer"
         );
+    }
+
+    #[test]
+    fn sealing_in_the_plaintext_buffer_gives_the_same_chunk() {
+        for len in [0usize, 1, 12, 65536] {
+            let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let want = seal_with_nonce(&key(), &[0x22; 16], 3, 5, &plain, [0x33; 24]);
+            let mut buf = Vec::with_capacity(len + OVERHEAD);
+            buf.extend_from_slice(&plain);
+            let at = buf.as_ptr();
+            let got = seal_owned_with_nonce(&key(), &[0x22; 16], 3, 5, buf, [0x33; 24]);
+            assert_eq!(got, want);
+            // Room for the overhead: sealed where the plaintext was.
+            assert_eq!(got.as_ptr(), at);
+        }
+        let sealed = seal_owned(&key(), &[1; 16], 2, 9, b"abc".to_vec());
+        assert_eq!(open(&key(), &[1; 16], 2, 9, &sealed).unwrap(), b"abc");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub(crate) type FsResult<T> = std::result::Result<T, i32>;
 /// changes show within a second.
 pub(crate) const TTL: Duration = Duration::from_millis(500);
 
+/// Committed bytes after which the flusher gives free memory back at once.
+const TRIM_AFTER: usize = 8 << 20;
+
 /// Per-inode shared state of an open regular file.
 pub(crate) struct OpenState {
     pub file: Mutex<OpenFile>,
@@ -248,6 +251,13 @@ pub fn mount(
                 tick += 1;
                 if tick % 12 == 0 {
                     inner.vault.save_state();
+                }
+                // Give freed buffers back after a burst of commits, and now and
+                // then for everything else (history windows, directory listings).
+                if crate::vault::file::take_committed_bytes() >= TRIM_AFTER || tick % 12 == 0 {
+                    let started = std::time::Instant::now();
+                    sys::release_free_memory();
+                    log::debug!("returned free memory in {:?}", started.elapsed());
                 }
             }
         })

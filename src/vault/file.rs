@@ -32,6 +32,15 @@ const CREATION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Commit automatically once this much plaintext is dirty (bounds memory).
 pub const DIRTY_LIMIT: usize = 4 << 20;
 
+/// Plaintext committed by this process since [`take_committed_bytes`] last ran.
+static COMMITTED_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How much plaintext was committed since the last call (the mount gives
+/// freed commit buffers back to the system after a burst).
+pub fn take_committed_bytes() -> usize {
+    COMMITTED_BYTES.swap(0, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// What identifies a sidecar version on disk, to notice another mount's commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Stamp {
@@ -302,7 +311,10 @@ impl OpenFile {
             .layout
             .chunk_plain_len(self.committed.manifest.size, idx);
         let Some(Some(r)) = self.chunks.get(idx as usize).copied() else {
-            return Ok(vec![0u8; want]);
+            // Room to grow to a whole chunk and be sealed in place.
+            let mut zeros = Vec::with_capacity(self.layout.chunk_size() as usize + chunk::OVERHEAD);
+            zeros.resize(want, 0);
+            return Ok(zeros);
         };
         let stored_len = want + chunk::OVERHEAD;
         let mut buf = vec![0u8; stored_len];
@@ -363,7 +375,8 @@ impl OpenFile {
             let plain = if load {
                 self.load_committed_chunk(idx)?
             } else {
-                Vec::new()
+                // Room to be sealed where it is (see `chunk::seal_owned`).
+                Vec::with_capacity(self.layout.chunk_size() as usize + chunk::OVERHEAD)
             };
             self.dirty_bytes += self.layout.chunk_size() as usize;
             self.dirty.insert(idx, plain);
@@ -570,7 +583,7 @@ impl OpenFile {
         }
         let file_id = &self.file_id;
         let sealed = par_map(to_seal, |(idx, plain)| {
-            let stored = chunk::seal(&key, file_id, epoch, idx, &plain);
+            let stored = chunk::seal_owned(&key, file_id, epoch, idx, plain);
             let hash = *blake3::hash(&stored).as_bytes();
             (idx, stored, hash)
         });
@@ -594,6 +607,7 @@ impl OpenFile {
         let wrote_before = run_next != u64::MAX;
         flush_run(&mut run, run_start)?;
         drop(run);
+        COMMITTED_BYTES.fetch_add(self.dirty_bytes, std::sync::atomic::Ordering::Relaxed);
         self.dirty_bytes = 0;
         let (runs, places) = coalesce(&self.layout, journaled);
         let refs: Vec<(u64, &[u8])> = places
