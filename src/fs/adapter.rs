@@ -36,7 +36,7 @@ fn time_spec(t: Option<TimeOrNow>) -> sys::TimeSpec {
 
 impl Filesystem for CofferFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_write(512 << 10);
         let _ = config.set_max_readahead(1 << 20);
         // Drop cached pages when another mount changes a file (mtime/size move).
         let _ = config.add_capabilities(InitFlags::FUSE_AUTO_INVAL_DATA);

@@ -179,24 +179,25 @@ pub fn statvfs(path: &Path) -> io::Result<StatFs> {
 /// Keeps the daemon's memory bounded under glibc: a fixed 1 MiB mmap threshold
 /// (the dynamic threshold grows after the first large free, and freed
 /// multi-MiB commit buffers then pile up in per-thread arenas: peak RSS 87 MiB
-/// on a 256 MiB fio random-write job without it, 32 MiB with it), and two
-/// arenas instead of eight per core. Two arenas made `tar c` twice as slow
-/// while every 128 KiB read spawned a helper thread (each new thread contended
-/// for an arena); since reads stay on their FUSE thread it costs nothing
-/// measurable (session 4: `tar c` cold 3.2–4.2 s either way) and takes the peak
-/// of a create, read, write and random-write sequence from 66 to 47 MiB.
+/// on a 256 MiB fio random-write job without it, 32 MiB with it), and one
+/// arena instead of eight per core. With two, a commit's chunk buffers freed
+/// in one arena could not serve the next commit running on a thread of the
+/// other, so random writes kept two commits' worth resident (session 6: peak of
+/// the suite-like sequence 37.4 MiB with two arenas, 32.9 with one; untar,
+/// `tar c`, `grep -r`, sequential write and cold read unchanged within noise
+/// in alternating runs, daemon CPU 10.8–11.1 s against 11.0–11.7 s).
 pub fn tune_allocator() {
     // SAFETY: mallopt only adjusts allocator parameters; it is called before
     // the FUSE worker threads start, and an invalid value is rejected (returns 0).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
 /// Gives free heap memory back to the system: glibc keeps freed chunks
 /// resident (only the top of each heap is trimmed on its own), so after a
-/// burst of commits, whose 64 KiB chunk buffers land all over both arenas, the
+/// burst of commits, whose 64 KiB chunk buffers land all over the heap, the
 /// daemon would stay at its burst size. `malloc_trim` returns every free page,
 /// inside the heaps too.
 pub fn release_free_memory() {

@@ -594,7 +594,7 @@ impl OpenFile {
                 journaled.push((idx, stored));
             } else {
                 let at = self.layout.slot_offset(idx);
-                if at != run_next || run.len() >= 1 << 20 {
+                if at != run_next || run.len() >= 256 << 10 {
                     flush_run(&mut run, run_start)?;
                     run_start = at;
                 }
@@ -1230,11 +1230,12 @@ pub struct VerifiedCache {
     entries: HashMap<[u8; 16], (Stamp, Committed, HashMap<u32, SecretKey>)>,
 }
 
-/// Entries kept (a few KiB each: sidecar, access state, keys). Since checked
+/// Entries kept (~3 KiB each: sidecar, access state, keys). Since checked
 /// signatures are remembered (`vouched.rs`), an open that misses costs a
-/// sidecar read and the rule checks, not Ed25519: 1024 entries keep the
-/// common working set while 4096 cost ~11 MiB of the daemon's RSS.
-const VERIFIED_CACHE_MAX: usize = 1024;
+/// sidecar read and the rule checks, not Ed25519: 512 entries keep the
+/// common working set while 4096 cost ~11 MiB of the daemon's RSS (a tree
+/// walk over more files than the cache holds misses either way).
+const VERIFIED_CACHE_MAX: usize = 512;
 
 impl Vault {
     /// `load_committed` + `unwrap_keys`, served from the cache when the sidecar
