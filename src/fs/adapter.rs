@@ -37,7 +37,7 @@ fn time_spec(t: Option<TimeOrNow>) -> sys::TimeSpec {
 impl Filesystem for CofferFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // fuser keeps one request buffer per thread, resident up to the largest
-        // request: 256 KiB writes keep four of them at 1 MiB, and wrote 1 GiB
+        // request: 256 KiB writes keep four of them at 1 MiB, and wrote 768 MiB
         // into a tmpfs vault as fast as 1 MiB writes did (docs/BENCHMARKS.md).
         let _ = config.set_max_write(256 << 10);
         let _ = config.set_max_readahead(1 << 20);
