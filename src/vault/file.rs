@@ -1225,17 +1225,68 @@ pub(super) fn unwrap_keys(vault: &Vault, c: &Committed) -> Result<HashMap<u32, S
 
 /// Verified sidecars by file id, so reopening an unchanged file skips the
 /// signature checks and key unwrapping (the expensive part of an open).
-#[derive(Default)]
-pub struct VerifiedCache {
-    entries: HashMap<[u8; 16], (Stamp, Committed, HashMap<u32, SecretKey>)>,
+pub(super) type VerifiedCache = BoundedCache<(Stamp, Committed, HashMap<u32, SecretKey>)>;
+
+/// Entries by file id, bounded by count and by estimated bytes; when full it
+/// starts over (cheap, and a working set that fits comes back at once).
+pub(super) struct BoundedCache<V> {
+    entries: HashMap<[u8; 16], (V, usize)>,
+    /// Sum of the entries' estimated sizes.
+    bytes: usize,
 }
 
-/// Entries kept (~3 KiB each: sidecar, access state, keys). Since checked
-/// signatures are remembered (`vouched.rs`), an open that misses costs a
-/// sidecar read and the rule checks, not Ed25519: 512 entries keep the
+impl<V> Default for BoundedCache<V> {
+    fn default() -> Self {
+        BoundedCache {
+            entries: HashMap::new(),
+            bytes: 0,
+        }
+    }
+}
+
+/// Entries kept (~3 KiB for a small file: sidecar, access state, keys). Since
+/// checked signatures are remembered (`vouched.rs`), an open that misses costs
+/// a sidecar read and the rule checks, not Ed25519: 512 entries keep the
 /// common working set while 4096 cost ~11 MiB of the daemon's RSS (a tree
 /// walk over more files than the cache holds misses either way).
 const VERIFIED_CACHE_MAX: usize = 512;
+
+/// Bytes the cache may hold. A sidecar carries one chunk reference per 64 KiB
+/// of content (640 KiB of them for a 1 GiB file), so a count alone would let a
+/// few hundred large files pin gigabytes. An entry over a sixteenth of this
+/// (a file over ~200 MiB) is not cached: such a file is opened rarely for the
+/// I/O it then does, and reading its sidecar again is cheap next to that.
+const VERIFIED_CACHE_BYTES: usize = 2 << 20;
+
+impl<V> BoundedCache<V> {
+    fn get(&self, id: &[u8; 16]) -> Option<&V> {
+        self.entries.get(id).map(|(v, _)| v)
+    }
+
+    /// Keeps `value` for `id` (replacing what it had) if it fits at all.
+    fn insert(&mut self, id: [u8; 16], value: V, cost: usize) {
+        if let Some((_, old)) = self.entries.remove(&id) {
+            self.bytes -= old;
+        }
+        if cost > VERIFIED_CACHE_BYTES / 16 {
+            return;
+        }
+        if self.entries.len() >= VERIFIED_CACHE_MAX || self.bytes + cost > VERIFIED_CACHE_BYTES {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += cost;
+        self.entries.insert(id, (value, cost));
+    }
+}
+
+/// What caching a verified state costs, roughly: its chunk references, its
+/// access entries, a few KiB for the rest.
+fn cache_cost(committed: &Committed) -> usize {
+    (3 << 10)
+        + committed.sidecar.chunks.len() * std::mem::size_of::<Option<ChunkRef>>()
+        + committed.sidecar.access.len() * 256
+}
 
 impl Vault {
     /// `load_committed` + `unwrap_keys`, served from the cache when the sidecar
@@ -1247,7 +1298,7 @@ impl Vault {
     ) -> Result<(Committed, HashMap<u32, SecretKey>)> {
         let stamp = stamp_of(&self.paths.sidecar(file_id));
         if let Some(stamp) = stamp {
-            if let Some((s, c, k)) = crate::lock(&self.verified).entries.get(file_id) {
+            if let Some((s, c, k)) = crate::lock(&self.verified).get(file_id) {
                 if *s == stamp {
                     return Ok((c.clone(), k.clone()));
                 }
@@ -1268,13 +1319,12 @@ impl Vault {
         keys: &HashMap<u32, SecretKey>,
     ) {
         if let Some(stamp) = committed.stamp {
-            let mut cache = crate::lock(&self.verified);
-            if cache.entries.len() >= VERIFIED_CACHE_MAX {
-                cache.entries.clear();
-            }
-            cache
-                .entries
-                .insert(*file_id, (stamp, committed.clone(), keys.clone()));
+            let cost = cache_cost(committed);
+            crate::lock(&self.verified).insert(
+                *file_id,
+                (stamp, committed.clone(), keys.clone()),
+                cost,
+            );
         }
     }
 
@@ -1663,6 +1713,56 @@ impl OpenFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verified_cache_is_bounded_by_bytes_as_well_as_entries() {
+        let mut cache = BoundedCache::<u32>::default();
+        // Too large to keep at all, and it drops what the id had.
+        cache.insert([1; 16], 1, 3 << 10);
+        cache.insert([1; 16], 2, VERIFIED_CACHE_BYTES / 16 + 1);
+        assert_eq!(cache.get(&[1; 16]), None);
+        assert_eq!(cache.bytes, 0);
+        // Replacing an entry counts it once.
+        cache.insert([2; 16], 1, 100 << 10);
+        cache.insert([2; 16], 2, 100 << 10);
+        assert_eq!(cache.get(&[2; 16]), Some(&2));
+        assert_eq!(cache.bytes, 100 << 10);
+        // Twenty large entries fill the byte budget: the one that does not
+        // fit starts the cache over.
+        for i in 0..20u8 {
+            cache.insert([i + 10; 16], i as u32, 100 << 10);
+            assert!(cache.bytes <= VERIFIED_CACHE_BYTES);
+        }
+        assert!(cache.entries.len() < 20);
+        assert_eq!(cache.get(&[29; 16]), Some(&19));
+        // Small entries: bounded by count.
+        let mut small = BoundedCache::<u32>::default();
+        for i in 0..(VERIFIED_CACHE_MAX as u32 + 1) {
+            small.insert(
+                [
+                    (i % 251) as u8,
+                    (i / 251) as u8,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+                i,
+                3 << 10,
+            );
+        }
+        assert_eq!(small.entries.len(), 1);
+    }
 
     #[test]
     fn coalesce_joins_adjacent_chunks_up_to_4_mib_and_places_each() {
