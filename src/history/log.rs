@@ -367,7 +367,7 @@ fn read_windows(
     loop {
         let on_trust = trust.filter(|t| at.entries < t.0);
         let limit = on_trust.map_or(u64::MAX, |t| t.0);
-        let window_end = ctx.read_window(at, &mut buf)?;
+        let (window_end, ended) = ctx.read_window(at, &mut buf)?;
         let p = ctx.parse(&buf, at, on_trust, limit)?;
         if on_trust.is_some() && Some(p.at) != trusted_windows.next() {
             return Err(Error::integrity(format!(
@@ -375,14 +375,14 @@ fn read_windows(
             )));
         }
         let progressed = p.at.offset > at.offset;
-        let torn = p.torn && window_end == len;
+        let last = ended || window_end == len;
         at = p.at;
         if progressed {
             each(p)?;
         }
-        if !progressed || torn || at.offset >= len {
+        if !progressed || last && at.offset >= window_end || at.offset >= len {
             // Nothing complete in a window is a torn tail: a window holds any record.
-            return Ok((at, at.offset < len));
+            return Ok((at, at.offset < window_end));
         }
     }
 }
@@ -399,15 +399,16 @@ struct LogCtx<'a> {
 
 impl LogCtx<'_> {
     /// Reads the log's bytes from `at` on, at most [`READ_WINDOW`] of them, into
-    /// `buf`; returns the offset where they end.
-    fn read_window(&self, at: LogPosition, buf: &mut Vec<u8>) -> Result<u64> {
-        use std::os::unix::fs::FileExt;
+    /// `buf`; returns the offset where they end, and whether the file ended
+    /// before `len` (another writer of this member cut a torn tail meanwhile:
+    /// what was read is all there is, as for a read of the whole file).
+    fn read_window(&self, at: LogPosition, buf: &mut Vec<u8>) -> Result<(u64, bool)> {
         let want = (self.len - at.offset).min(READ_WINDOW as u64) as usize;
         buf.resize(want, 0);
-        self.file
-            .read_exact_at(buf, at.offset)
+        let got = crate::store::read_full_at(self.file, buf, at.offset)
             .map_err(|e| Error::io(self.path, e))?;
-        Ok(at.offset + want as u64)
+        buf.truncate(got);
+        Ok((at.offset + got as u64, got < want))
     }
 
     /// Walks the chain from `from` to the `trust.0`-th entry without checking
@@ -423,6 +424,9 @@ impl LogCtx<'_> {
         let mut buf = Vec::new();
         while at.entries < trust.0 && at.offset < self.len {
             self.read_window(at, &mut buf).ok()?;
+            if buf.is_empty() {
+                return None;
+            }
             let p = self.parse(&buf, at, Some(trust), trust.0).ok()?;
             if p.at.offset == at.offset {
                 return None;
@@ -952,6 +956,28 @@ mod tests {
                 .flat_map(|(s, _)| s)
                 .all(|&seq| seq < victim as u64));
         }
+        // A log cut shorter while being read (another writer of the member
+        // cutting a torn tail): what could be read is all there is.
+        std::fs::write(&path, &good).unwrap();
+        let f = File::open(&path).unwrap();
+        let ctx = LogCtx {
+            path: &path,
+            file: &f,
+            len: good.len() as u64 + 100,
+            vault_id: &[7; 16],
+            member: &me.member_id(),
+            key: None,
+        };
+        let mut buf = Vec::new();
+        let near_end = LogPosition {
+            offset: ends[3990] as u64,
+            entries: 3991,
+            head: hashes[3990],
+        };
+        let (end, ended) = ctx.read_window(near_end, &mut buf).unwrap();
+        assert!(ended);
+        assert_eq!(end, good.len() as u64);
+        assert_eq!(buf, good[ends[3990]..]);
         // A torn tail (a crash mid-append) ends the read where the last whole
         // record ends, and says so.
         std::fs::write(&path, &good[..good.len() - 3]).unwrap();

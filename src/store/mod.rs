@@ -89,6 +89,25 @@ impl VaultPaths {
 }
 
 /// Whether a backing directory entry is coffer's own bookkeeping, never shown.
+/// Reads from `offset` until `buf` is full or the file ends; returns how many
+/// bytes it read (fewer only at the end of the file).
+pub fn read_full_at(f: &std::fs::File, buf: &mut [u8], mut offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset) {
+            Ok(0) => break,
+            Ok(n) => {
+                done += n;
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 pub fn is_internal_name(name: &[u8]) -> bool {
     name.first() == Some(&b'.')
 }

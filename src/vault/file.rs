@@ -1057,21 +1057,7 @@ fn sync_file_and_dir(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-pub(super) fn read_full_at(f: &File, buf: &mut [u8], mut offset: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], offset) {
-            Ok(0) => break,
-            Ok(n) => {
-                done += n;
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
+pub(super) use crate::store::read_full_at;
 
 pub(super) fn load_committed(
     vault: &Vault,
