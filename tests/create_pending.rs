@@ -273,3 +273,56 @@ fn a_content_file_unknown_to_the_history_without_sidecar_is_tampering() {
         report.failures
     );
 }
+
+#[test]
+fn a_create_is_in_the_history_before_its_name_and_a_cut_one_is_a_warning() {
+    let _serial = serial();
+    let w = World::new();
+    let alice = w.open(ALICE);
+    let p = w.path(&alice, "cut");
+    let f = alice.create_file(&p, 0o644, "cut".into()).unwrap();
+    let file_id = f.file_id;
+    // Named only once the history records it: another process that finds the
+    // entry finds its creation too (not "unknown to the history").
+    let other = w.open(BOB);
+    assert_eq!(
+        other.with_bindings(|idx| idx.creator(&file_id)).unwrap(),
+        Some(alice.me.member_id())
+    );
+    drop(f);
+    // A crash after the history record and before the name: the record
+    // stays, no entry and no sidecar exist. Nothing was ever in the file.
+    std::fs::remove_file(&p).unwrap();
+    assert!(!alice.paths.sidecar(&file_id).exists());
+    let v = w.open_elsewhere(BOB, "bob-machine");
+    let report = v.verify(&|_, _| {});
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|f| f.problem.contains("interrupted create")),
+        "{:?}",
+        report.warnings
+    );
+    // Once written, the same loss is tampering.
+    std::env::set_var("XDG_STATE_HOME", w.dir.path().join("state"));
+    let alice = w.open(ALICE);
+    let q = w.path(&alice, "written");
+    let mut f = alice.create_file(&q, 0o644, "written".into()).unwrap();
+    f.write(&alice, 0, b"content").unwrap();
+    f.commit(&alice, Durability::Lazy).unwrap();
+    let sidecar = alice.paths.sidecar(&f.file_id);
+    drop(f);
+    std::fs::remove_file(&q).unwrap();
+    std::fs::remove_file(&sidecar).unwrap();
+    let report = w.open_elsewhere(BOB, "bob-machine-2").verify(&|_, _| {});
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.problem.contains("deleted outside coffer")),
+        "{:?}",
+        report.failures
+    );
+}

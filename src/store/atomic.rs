@@ -76,6 +76,20 @@ pub fn create_new_with(
     parts: &[&[u8]],
     durability: Durability,
 ) -> std::io::Result<File> {
+    create_new_then(path, mode, parts, durability, |_| Ok(()))
+}
+
+/// [`create_new_with`], calling `before_name` with the filled file just before
+/// it gets its name: what must exist before anyone (or a crash) can see the
+/// file, such as its record in the history or a lock on it. If it fails, the
+/// file is never named.
+pub fn create_new_then(
+    path: &Path,
+    mode: u32,
+    parts: &[&[u8]],
+    durability: Durability,
+    before_name: impl FnOnce(&File) -> std::io::Result<()>,
+) -> std::io::Result<File> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let unnamed = OpenOptions::new()
         .read(true)
@@ -86,6 +100,7 @@ pub fn create_new_with(
     let f = match unnamed {
         Ok(f) => {
             fill_new(&f, mode, parts, durability)?;
+            before_name(&f)?;
             link_unnamed(&f, path)?;
             f
         }
@@ -97,7 +112,7 @@ pub fn create_new_with(
                 Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
             ) =>
         {
-            create_new_via_temp(path, mode, parts, durability)?
+            create_new_via_temp(path, mode, parts, durability, before_name)?
         }
         Err(e) => return Err(e),
     };
@@ -157,6 +172,7 @@ fn create_new_via_temp(
     mode: u32,
     parts: &[&[u8]],
     durability: Durability,
+    before_name: impl FnOnce(&File) -> std::io::Result<()>,
 ) -> std::io::Result<File> {
     let tmp = path.parent().unwrap_or(Path::new(".")).join(format!(
         ".create.tmp.{}",
@@ -168,7 +184,9 @@ fn create_new_via_temp(
         .create_new(true)
         .mode(mode & 0o7777)
         .open(&tmp)?;
-    let linked = fill_new(&f, mode, parts, durability).and_then(|_| fs::hard_link(&tmp, path));
+    let linked = fill_new(&f, mode, parts, durability)
+        .and_then(|_| before_name(&f))
+        .and_then(|_| fs::hard_link(&tmp, path));
     let _ = fs::remove_file(&tmp);
     linked?;
     Ok(f)
@@ -235,16 +253,45 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"Head-body");
         // The fallback for filesystems without O_TMPFILE behaves the same.
         let q = dir.path().join("via-temp");
-        create_new_via_temp(&q, 0o600, &[b"x"], Durability::Lazy).unwrap();
+        create_new_via_temp(&q, 0o600, &[b"x"], Durability::Lazy, |_| Ok(())).unwrap();
         assert_eq!(fs::read(&q).unwrap(), b"x");
         assert_eq!(
             fs::metadata(&q).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        assert!(create_new_via_temp(&q, 0o600, &[b"y"], Durability::Lazy).is_err());
+        assert!(create_new_via_temp(&q, 0o600, &[b"y"], Durability::Lazy, |_| Ok(())).is_err());
         assert_eq!(fs::read(&q).unwrap(), b"x");
         // No temp names left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn the_name_comes_after_before_name_and_not_at_all_if_it_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        let f = create_new_then(&p, 0o600, &[b"head"], Durability::Lazy, |f| {
+            // Filled, not yet named.
+            assert!(!p.exists());
+            assert_eq!(f.metadata()?.len(), 4);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 4);
+        assert_eq!(fs::read(&p).unwrap(), b"head");
+        let q = dir.path().join("y");
+        let err = create_new_then(&q, 0o600, &[b"head"], Durability::Lazy, |_| {
+            Err(std::io::Error::other("refused"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "refused");
+        assert!(!q.exists());
+        // Nothing left behind either (no temp name in the directory).
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("x")]);
     }
 
     #[test]

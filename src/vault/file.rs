@@ -1332,22 +1332,11 @@ impl Vault {
             chunk_log2: self.chunk_log2(),
             file_id,
         };
-        // Never without its header, even after a crash.
-        let data = crate::store::atomic::create_new_with(
-            backing,
-            mode,
-            &[&header.encode()],
-            Durability::Lazy,
-        )
-        .map_err(|e| Error::io(backing, e))?;
-        // Held until the first sidecar is written: another process that finds
-        // the file without one can tell a live creation from a crashed one.
-        let held = FileLock::try_exclusive(&data)
-            .map_err(|e| Error::io(backing, e))?
-            .ok_or_else(|| Error::Other(format!("{display}: locked by another process")))?;
-        // Created, and bound to its name, in one append to the history, once the
-        // entry exists: a create that fails (EEXIST) or crashes before this point
-        // leaves nothing in the history that verify would miss.
+        // Created, and bound to its name, in one append to the history, before
+        // the file gets its name (it is unnamed until then, and locked): a
+        // crash leaves either nothing or a creation the history records, with
+        // or without its entry ("Created, not yet written" in FORMAT.md). A
+        // name taken meanwhile is recorded as deleted again.
         let mut events = vec![Event::FileCreated { file_id }];
         if let (Some(parent), Some(name)) = (backing.parent(), backing.file_name()) {
             if let Ok(rec) = self.read_dir_record(parent) {
@@ -1358,7 +1347,41 @@ impl Vault {
                 events.push(Event::Linked { id: file_id, name });
             }
         }
-        self.record_all(events)?;
+        let mut held = None;
+        let mut logged = false;
+        let mut failed = None;
+        // Never without its header, even after a crash.
+        let created = crate::store::atomic::create_new_then(
+            backing,
+            mode,
+            &[&header.encode()],
+            Durability::Lazy,
+            |data| {
+                // Held until the first sidecar is written: another process that
+                // finds the file without one can tell a live creation from a
+                // crashed one.
+                held = FileLock::try_exclusive(data)?;
+                if held.is_none() {
+                    return Err(std::io::Error::other("locked by another process"));
+                }
+                if let Err(e) = self.record_all(events) {
+                    failed = Some(e);
+                    return Err(std::io::Error::other("history append failed"));
+                }
+                logged = true;
+                Ok(())
+            },
+        );
+        let data = match created {
+            Ok(data) => data,
+            Err(e) => {
+                if logged {
+                    let _ = self.record_all(vec![Event::FileDeleted { file_id }]);
+                }
+                return Err(failed.unwrap_or_else(|| Error::io(backing, e)));
+            }
+        };
+        let held = held.expect("locked before the file was named");
         let mut keys = HashMap::new();
         keys.insert(0, key);
         let mut f = OpenFile::new(self, file_id, data, backing, true, committed, keys, display);

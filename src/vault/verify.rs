@@ -616,6 +616,19 @@ impl Vault {
         for file_id in history.live_files() {
             if !present.contains(&file_id) {
                 let sidecar = self.paths.sidecar(&file_id);
+                if history.recorded(&file_id) == (None, None)
+                    && self.seen.get(&file_id).is_none()
+                    && !sidecar.exists()
+                {
+                    // Created and never written (no version, no access change,
+                    // never seen here): a create interrupted between its history
+                    // record and its name. Nothing was in it to lose.
+                    r.warnings.push(Finding {
+                        path: format!("file {}", crate::crypto::hex(&file_id)),
+                        problem: "created but never written, and no entry holds it (an interrupted create)".into(),
+                    });
+                    continue;
+                }
                 fail(
                     &mut r,
                     format!("file {}", crate::crypto::hex(&file_id)),
