@@ -1347,6 +1347,14 @@ impl Vault {
                 events.push(Event::Linked { id: file_id, name });
             }
         }
+        // A name already taken fails here, before anything is logged (the
+        // link below still refuses one taken in the meantime).
+        if std::fs::symlink_metadata(backing).is_ok() {
+            return Err(Error::io(
+                backing,
+                std::io::Error::from_raw_os_error(libc::EEXIST),
+            ));
+        }
         let mut held = None;
         let mut logged = false;
         let mut failed = None;
