@@ -873,6 +873,18 @@ mod tests {
         w
     }
 
+    /// Where each record of a log file ends.
+    fn record_ends(log: &[u8]) -> Vec<usize> {
+        let mut ends = Vec::new();
+        let mut pos = LOG_HEADER_LEN;
+        while pos < log.len() {
+            let len = u32::from_le_bytes(log[pos..pos + 4].try_into().unwrap()) as usize;
+            pos += 4 + len;
+            ends.push(pos);
+        }
+        ends
+    }
+
     fn read(dir: &Path, me: &Identity) -> Result<MemberLog> {
         read_member_log(dir, &[7; 16], &me.member_id(), &me.public().ed25519)
     }
@@ -914,16 +926,7 @@ mod tests {
         .unwrap();
         // From the start and from the middle: every entry once, in order, in
         // more than one window, each window's end where its entries end.
-        let ends: Vec<usize> = {
-            let mut v = Vec::new();
-            let mut pos = LOG_HEADER_LEN;
-            while pos < good.len() {
-                let len = u32::from_le_bytes(good[pos..pos + 4].try_into().unwrap()) as usize;
-                pos += 4 + len;
-                v.push(pos);
-            }
-            v
-        };
+        let ends = record_ends(&good);
         let middle = LogPosition {
             offset: ends[999] as u64,
             entries: 1000,
@@ -1008,16 +1011,7 @@ mod tests {
         // Flip one byte of an entry's signature under the checkpoint (the last
         // byte of its record), of an entry past it, and of the very last one:
         // each read fails.
-        let ends: Vec<usize> = {
-            let mut v = Vec::new();
-            let mut pos = LOG_HEADER_LEN;
-            while pos < good.len() {
-                let len = u32::from_le_bytes(good[pos..pos + 4].try_into().unwrap()) as usize;
-                pos += 4 + len;
-                v.push(pos);
-            }
-            v
-        };
+        let ends = record_ends(&good);
         for victim in [10usize, 1199, 1300, 1499] {
             let mut bad = good.clone();
             bad[ends[victim] - 1] ^= 1;
