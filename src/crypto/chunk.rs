@@ -125,6 +125,19 @@ fn seal_owned_with_nonce(
     buf.reserve_exact(OVERHEAD);
     buf.resize(len + NONCE_LEN, 0);
     buf.copy_within(0..len, NONCE_LEN);
+    seal_framed(key, file_id, epoch, index, buf, nonce)
+}
+
+/// Seals `buf` (room for the nonce, then the plaintext) in place: writes the
+/// nonce, encrypts the rest, appends the tag.
+fn seal_framed(
+    key: &SecretKey,
+    file_id: &[u8; 16],
+    epoch: u32,
+    index: u64,
+    mut buf: Vec<u8>,
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
     buf[..NONCE_LEN].copy_from_slice(&nonce);
     let tag = seal_body(
         key,
@@ -145,17 +158,10 @@ pub fn seal_with_nonce(
     plain: &[u8],
     nonce: [u8; NONCE_LEN],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(OVERHEAD + plain.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plain);
-    let tag = seal_body(
-        key,
-        &nonce,
-        &aad(file_id, epoch, index),
-        &mut out[NONCE_LEN..],
-    );
-    out.extend_from_slice(&tag);
-    out
+    let mut buf = Vec::with_capacity(OVERHEAD + plain.len());
+    buf.extend_from_slice(&[0; NONCE_LEN]);
+    buf.extend_from_slice(plain);
+    seal_framed(key, file_id, epoch, index, buf, nonce)
 }
 
 /// Re-encrypts a stored chunk in place: opens it under `old` (epoch
