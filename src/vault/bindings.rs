@@ -239,8 +239,7 @@ impl BindingIndex {
                     &ed25519,
                     from,
                     &mut |entries, at| {
-                        seen_check =
-                            check_log_against_seen(vault, &name(), &id, first, &entries, at, false);
+                        seen_check = check_log_against_seen(vault, &id, first, &entries, at, false);
                         if seen_check.is_err() {
                             return Err(Error::Other("stopped at the seen state".into()));
                         }
@@ -257,7 +256,7 @@ impl BindingIndex {
                 read.map_err(|e| Error::integrity(format!("history of {}: {e}", name())))?;
             }
             let at = self.applied.get(&id).copied().unwrap_or_default();
-            check_log_against_seen(vault, &name(), &id, at.entries, &[], at, true)?;
+            check_log_against_seen(vault, &id, at.entries, &[], at, true)?;
         }
         Ok(())
     }
@@ -283,7 +282,6 @@ impl BindingIndex {
 /// the log ends (`complete`), shorter than seen is a rollback.
 pub(super) fn check_log_against_seen(
     vault: &super::Vault,
-    name: &str,
     id: &MemberId,
     first: u64,
     entries: &[crate::history::log::LogEntry],
@@ -296,7 +294,15 @@ pub(super) fn check_log_against_seen(
     if seen > at.entries && !complete {
         return Ok(());
     }
+    // Looked up only for a message: this runs on every open.
+    let name = || {
+        vault
+            .member(id)
+            .map(|m| m.name)
+            .unwrap_or_else(|| id.to_string())
+    };
     if seen > at.entries {
+        let name = name();
         return Err(Error::integrity(format!(
             "the history of {name} rolled back from {seen} entries (seen by this machine) to {} \
              (if {name} changed another copy of this vault, it is a fork: see `coffer fork status`)",
@@ -310,7 +316,7 @@ pub(super) fn check_log_against_seen(
             entries[(seen - first) as usize].prev
         };
         if now != head {
-            return Err(super::fork::history_fork(name, seen, at.entries));
+            return Err(super::fork::history_fork(&name(), seen, at.entries));
         }
     }
     Ok(())
@@ -333,7 +339,7 @@ impl super::Vault {
     pub fn member_log_checked(&self, m: &MemberRecord) -> Result<MemberLog> {
         let log = self.member_log(m)?;
         let id = m.public.member_id();
-        check_log_against_seen(self, &m.name, &id, 0, &log.entries, log.position(), true)?;
+        check_log_against_seen(self, &id, 0, &log.entries, log.position(), true)?;
         self.seen
             .observe_log(id, log.entries.len() as u64, log.head);
         Ok(log)

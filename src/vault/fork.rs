@@ -539,16 +539,8 @@ impl Vault {
             let id = m.public.member_id();
             let log = self.member_log(&m)?;
             let at = log.position();
-            if super::bindings::check_log_against_seen(
-                self,
-                &m.name,
-                &id,
-                0,
-                &log.entries,
-                at,
-                true,
-            )
-            .is_err()
+            if super::bindings::check_log_against_seen(self, &id, 0, &log.entries, at, true)
+                .is_err()
             {
                 self.seen.reset_log(id, at.entries, at.head);
                 accepted.push(format!(
