@@ -25,6 +25,7 @@ fn decode_everything(bytes: &[u8]) {
     let _ = format::decode_file::<Signed<MemberRecord>>(format::MEMBER, bytes);
     let _ = format::decode_file::<DirRecord>(format::DIR, bytes);
     let _ = format::decode_file::<Sidecar>(format::SIDECAR, bytes);
+    let _ = format::decode_sidecar(bytes);
     let _ = format::decode_file::<Journal>(format::JOURNAL, bytes);
     let _ = format::decode_file::<LongName>(format::LONG_NAME, bytes);
     let _ = format::decode_file::<IdentityFile>(format::IDENTITY, bytes);

@@ -532,7 +532,7 @@ fn chunk_node(index: usize, c: &Option<ChunkRef>) -> Node {
     }
 }
 
-fn sidecar_node(path: &Path, s: &Sidecar, keys: &Keys) -> Result<Node> {
+fn sidecar_node(path: &Path, s: &Sidecar, pending: &[(u64, Vec<u8>)], keys: &Keys) -> Result<Node> {
     let (manifest, m) = manifest_node(&s.manifest, keys)?;
     let named = path
         .file_name()
@@ -551,6 +551,16 @@ fn sidecar_node(path: &Path, s: &Sidecar, keys: &Keys) -> Result<Node> {
         "keys" => s.keys.iter().map(epoch_node).collect::<Vec<_>>(),
         "manifest" => manifest,
         "chunks" => s.chunks.iter().enumerate().map(|(i, c)| chunk_node(i, c)).collect::<Vec<_>>(),
+        // Overwritten chunks a durable commit carries (version 2 only).
+        "pending_chunks" => pending.iter().map(|(i, b)| {
+            let hash = blake3::hash(b);
+            map! {
+                "index" => *i,
+                "stored_len" => b.len(),
+                "hash" => hex(hash.as_bytes()),
+                "matches_chunk_list" => matches!(s.chunks.get(*i as usize), Some(Some(r)) if r.hash == *hash.as_bytes()),
+            }
+        }).collect::<Vec<_>>(),
         // Consistency of the unverified parts, as a reader would check them.
         "consistency" => map! {
             "chunks_root_matches" => root == m.chunks_root,
@@ -675,8 +685,8 @@ fn record_node(path: &Path, keys: &Keys) -> Result<Node> {
         .ok_or_else(|| Error::corrupt("record", "shorter than its magic bytes"))?;
     let is = |k: Kind| k.magic == magic;
     if is(format::SIDECAR) {
-        let s: Sidecar = format::decode_file(format::SIDECAR, &bytes)?;
-        sidecar_node(path, &s, keys)
+        let (s, pending) = format::decode_sidecar(&bytes)?;
+        sidecar_node(path, &s, &pending, keys)
     } else if is(format::JOURNAL) {
         Ok(journal_node(
             path,
@@ -1148,8 +1158,8 @@ fn cmd_sidecar(path: &Path, json: bool) -> Result<()> {
     let keys = Keys::near(path);
     let bytes = read_limited(path, format::JOURNAL.max_len + 4, "file sidecar")?;
     let node = if bytes.starts_with(&format::SIDECAR.magic) {
-        let s: Sidecar = format::decode_file(format::SIDECAR, &bytes)?;
-        sidecar_node(path, &s, &keys)?
+        let (s, pending) = format::decode_sidecar(&bytes)?;
+        sidecar_node(path, &s, &pending, &keys)?
     } else if bytes.starts_with(&format::JOURNAL.magic) {
         journal_node(path, &format::decode_file(format::JOURNAL, &bytes)?)
     } else {

@@ -176,6 +176,121 @@ pub struct Sidecar {
     pub chunks: Vec<Option<ChunkRef>>,
 }
 
+/// Sidecar version that carries pending chunks after the record (below).
+pub const SIDECAR_WITH_PENDING: u16 = 2;
+
+/// Most pending-chunk bytes a sidecar may carry (decode limit; writers carry
+/// far less, see `vault::file::PENDING_MAX`).
+pub const PENDING_MAX_LEN: usize = 4 << 20;
+
+/// Chunks a durable commit wrote over committed ones, carried in its sidecar:
+/// `(chunk index, stored chunk)`, ascending. They are not trusted: each counts
+/// only if its BLAKE3 is the chunk list's hash for its index.
+pub type PendingChunks = Vec<(u64, Vec<u8>)>;
+
+/// A sidecar file's bytes: `CFRS || postcard(sidecar)`, and with pending chunks
+/// `|| postcard(pending)`, the record's version then being
+/// [`SIDECAR_WITH_PENDING`] (so a sidecar without them is byte for byte a
+/// version-1 sidecar). The `format_version` field of `sidecar` is ignored.
+pub fn encode_sidecar(sidecar: &Sidecar, pending: &[(u64, &[u8])]) -> Vec<u8> {
+    let pending_len: usize = pending.iter().map(|(_, c)| c.len() + 16).sum();
+    let mut out = Vec::with_capacity(
+        256 + sidecar.chunks.len() * 38 + sidecar.access.len() * 200 + pending_len,
+    );
+    out.extend_from_slice(&super::SIDECAR.magic);
+    let version = if pending.is_empty() {
+        1
+    } else {
+        SIDECAR_WITH_PENDING
+    };
+    let body = SidecarRef {
+        format_version: version,
+        file_id: &sidecar.file_id,
+        access: &sidecar.access,
+        keys: &sidecar.keys,
+        manifest: &sidecar.manifest,
+        chunks: &sidecar.chunks,
+    };
+    let mut out = postcard::to_extend(&body, out).expect("postcard encoding cannot fail");
+    if !pending.is_empty() {
+        struct Chunks<'a>(&'a [(u64, &'a [u8])]);
+        impl Serialize for Chunks<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                chunk_refs_as_bytes(&self.0, s)
+            }
+        }
+        out = postcard::to_extend(&Chunks(pending), out).expect("postcard encoding cannot fail");
+    }
+    out
+}
+
+/// Decodes a sidecar file of version 1 or 2: the record and its pending chunks
+/// (none for version 1). A newer version is `UnsupportedVersion`; trailing
+/// bytes, or pending chunks over [`PENDING_MAX_LEN`], are corrupt.
+pub fn decode_sidecar(bytes: &[u8]) -> crate::error::Result<(Sidecar, PendingChunks)> {
+    use crate::error::Error;
+    let kind = super::SIDECAR;
+    if bytes.len() < 4 || bytes[..4] != kind.magic {
+        return Err(Error::corrupt(
+            kind.name,
+            "wrong magic bytes (not a coffer file of this kind)",
+        ));
+    }
+    let body = &bytes[4..];
+    if body.len() > kind.max_len {
+        return Err(Error::corrupt(
+            kind.name,
+            format!("{} bytes exceeds the limit of {}", body.len(), kind.max_len),
+        ));
+    }
+    let (sidecar, rest) = postcard::take_from_bytes::<Sidecar>(body)
+        .map_err(|e| Error::corrupt(kind.name, e.to_string()))?;
+    match sidecar.format_version {
+        0 | 1 => {
+            super::check_version(sidecar.format_version)?;
+            if !rest.is_empty() {
+                return Err(Error::corrupt(
+                    kind.name,
+                    format!("{} trailing bytes", rest.len()),
+                ));
+            }
+            Ok((sidecar, Vec::new()))
+        }
+        SIDECAR_WITH_PENDING => {
+            if rest.len() > PENDING_MAX_LEN + 64 * 1024 {
+                return Err(Error::corrupt(
+                    kind.name,
+                    format!("{} bytes of pending chunks exceed the limit", rest.len()),
+                ));
+            }
+            let pending: PendingChunks =
+                super::from_bytes("pending chunks", PENDING_MAX_LEN + 64 * 1024, rest)?;
+            if pending.is_empty() {
+                return Err(Error::corrupt(
+                    kind.name,
+                    "version 2 without pending chunks",
+                ));
+            }
+            Ok((sidecar, pending))
+        }
+        found => Err(Error::UnsupportedVersion {
+            found,
+            supported: SIDECAR_WITH_PENDING,
+        }),
+    }
+}
+
+/// A sidecar to encode, borrowing its parts (encodes exactly as [`Sidecar`]).
+#[derive(Serialize)]
+struct SidecarRef<'a> {
+    format_version: u16,
+    file_id: &'a [u8; 16],
+    access: &'a [super::Signed<AccessEntry>],
+    keys: &'a [EpochKeys],
+    manifest: &'a super::Signed<Manifest>,
+    chunks: &'a [Option<ChunkRef>],
+}
+
 /// `meta/<aa>/<file id>.journal`: chunks that overwrite committed ones, written
 /// before the sidecar that refers to them so a crash can be rolled forward.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -319,6 +434,85 @@ mod tests {
         file_id: [u8; 16],
         manifest_hash: [u8; 32],
         chunks: Vec<(u64, Vec<u8>)>,
+    }
+
+    fn sample_sidecar() -> Sidecar {
+        use crate::format::Signed;
+        Sidecar {
+            format_version: 1,
+            file_id: [3; 16],
+            access: vec![],
+            keys: vec![],
+            // `len || body || signer || len || signature`, as stored.
+            manifest: crate::format::from_bytes::<Signed<Manifest>>(
+                "manifest",
+                1024,
+                &[&[3u8, 1, 2, 3][..], &[4; 16], &[64], &[5; 64]].concat(),
+            )
+            .unwrap(),
+            chunks: vec![
+                None,
+                Some(ChunkRef {
+                    epoch: 2,
+                    hash: [6; 32],
+                }),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_sidecar_without_pending_chunks_is_a_version_1_sidecar() {
+        let s = sample_sidecar();
+        let bytes = encode_sidecar(&s, &[]);
+        assert_eq!(
+            bytes,
+            crate::format::encode_file(crate::format::SIDECAR, &s)
+        );
+        let (back, pending) = decode_sidecar(&bytes).unwrap();
+        assert_eq!(back.format_version, 1);
+        assert_eq!(back.chunks, s.chunks);
+        assert!(pending.is_empty());
+        // Version 1 with anything after the record is corrupt, not "pending".
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[1, 0, 0]);
+        assert!(matches!(
+            decode_sidecar(&longer),
+            Err(crate::error::Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn pending_chunks_round_trip_as_version_2() {
+        let s = sample_sidecar();
+        let a = vec![7u8; 100];
+        let b = vec![8u8; 70_000];
+        let bytes = encode_sidecar(&s, &[(1, &a), (9, &b)]);
+        // The version field says what follows the record.
+        assert_eq!(bytes[4], SIDECAR_WITH_PENDING as u8);
+        // The wire layout (FORMAT.md): the version-1 record with its version
+        // byte set to 2, then postcard `Vec<(u64, Vec<u8>)>`.
+        let mut want = encode_sidecar(&s, &[]);
+        want[4] = 2;
+        want.extend_from_slice(&[0x02, 0x01, 0x64]);
+        want.extend_from_slice(&a);
+        want.extend_from_slice(&[0x09, 0xf0, 0xa2, 0x04]);
+        want.extend_from_slice(&b);
+        assert_eq!(bytes, want);
+        let (back, pending) = decode_sidecar(&bytes).unwrap();
+        assert_eq!(back.chunks, s.chunks);
+        assert_eq!(back.manifest.body, s.manifest.body);
+        assert_eq!(pending, vec![(1, a), (9, b)]);
+        // Cut short, or a version-2 record with nothing after it: corrupt.
+        assert!(decode_sidecar(&bytes[..bytes.len() - 1]).is_err());
+        let mut bare = crate::format::encode_file(crate::format::SIDECAR, &s);
+        bare[4] = SIDECAR_WITH_PENDING as u8;
+        assert!(decode_sidecar(&bare).is_err());
+        // A version from the future says "upgrade", whatever follows.
+        bare[4] = 3;
+        assert!(matches!(
+            decode_sidecar(&bare),
+            Err(crate::error::Error::UnsupportedVersion { found: 3, .. })
+        ));
     }
 
     #[test]

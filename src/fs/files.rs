@@ -234,10 +234,11 @@ impl Inner {
         if state.opens.fetch_sub(1, Ordering::SeqCst) == 1 {
             let mut open = crate::lock(&self.open);
             // Drop the state unless someone reopened it meanwhile or data is
-            // pending for a file that still has a name.
+            // pending for a file that still has a name (unwritten, or chunks
+            // its sidecar carries until the flusher settles them).
             let keep = {
                 let f = crate::lock(&state.file);
-                f.is_dirty() && !f.detached
+                (f.is_dirty() || f.has_pending()) && !f.detached
             };
             if state.opens.load(Ordering::SeqCst) == 0 && !keep {
                 open.remove(ino);

@@ -147,13 +147,17 @@ impl Inner {
             .ok_or(libc::EBADF)
     }
 
-    /// Commits every open file with dirty data (the periodic flusher).
+    /// Commits every open file with dirty data and settles pending chunks
+    /// (at unmount).
     pub fn flush_all(&self) {
-        self.commit_dirty();
+        self.commit_dirty(Duration::ZERO);
         self.vault.save_state();
     }
 
-    fn commit_dirty(&self) {
+    /// Commits every open file with dirty data (the periodic flusher), and
+    /// folds the pending chunks of files idle for `settle_after` into their
+    /// content files; drops the state of closed files with nothing left.
+    fn commit_dirty(&self, settle_after: Duration) {
         let states: Vec<(u64, Arc<OpenState>)> = self
             .open
             .lock()
@@ -168,9 +172,29 @@ impl Inner {
                     let _ = self.fail(&format!("background commit of inode {ino}"), e);
                 }
             }
+            if !f.has_pending() || f.idle_for().is_some_and(|t| t < settle_after) {
+                continue;
+            }
+            if let Err(e) = f.settle_pending(&self.vault) {
+                let _ = self.fail(&format!("settling pending chunks of inode {ino}"), e);
+            }
+            let done = !f.is_dirty() && !f.has_pending();
+            drop(f);
+            if done && st.opens.load(Ordering::SeqCst) == 0 {
+                let mut open = crate::lock(&self.open);
+                let same = open.get(&ino).is_some_and(|cur| Arc::ptr_eq(cur, &st));
+                if same && st.opens.load(Ordering::SeqCst) == 0 {
+                    open.remove(&ino);
+                }
+            }
         }
     }
 }
+
+/// How long a file goes without commits before the flusher folds the chunks
+/// its sidecar carries into its content file (a database committing many
+/// times a second keeps carrying them instead of paying a sync each time).
+const SETTLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Mounts `vault` at `mountpoint` and serves until it is unmounted.
 /// `on_ready` runs once the mount is live (the CLI uses it to release a waiting parent).
@@ -247,7 +271,7 @@ pub fn mount(
             let mut tick = 0u32;
             while !inner.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(400));
-                inner.commit_dirty();
+                inner.commit_dirty(SETTLE_AFTER);
                 tick += 1;
                 if tick % 12 == 0 {
                     inner.vault.save_state();

@@ -17,7 +17,8 @@ use crate::crypto::{chunk, wrap, SecretKey};
 use crate::error::{Error, Result};
 use crate::format::data::{DataHeader, Layout};
 use crate::format::{
-    self, AccessChange, ChunkRef, EpochKeys, Journal, Manifest, Sidecar, Signed, FORMAT_VERSION,
+    self, AccessChange, ChunkRef, EpochKeys, Journal, Manifest, PendingChunks, Sidecar, Signed,
+    FORMAT_VERSION,
 };
 use crate::history;
 use crate::history::log::Event;
@@ -69,7 +70,39 @@ pub(super) struct Committed {
     pub(super) manifest: Manifest,
     pub(super) access: AccessState,
     pub(super) stamp: Option<Stamp>,
+    /// Chunks the sidecar on disk carries for a durable commit whose slot
+    /// writes may not be on disk yet (FORMAT.md, "Pending chunks"), as read:
+    /// each counts only where its hash is the chunk list's.
+    pub(super) pending: PendingChunks,
 }
+
+impl Committed {
+    /// The pending copy of chunk `idx`, if the sidecar carries a valid one.
+    fn pending_chunk(&self, idx: u64) -> Option<&[u8]> {
+        let Some(Some(r)) = self.sidecar.chunks.get(idx as usize) else {
+            return None;
+        };
+        self.pending
+            .iter()
+            .find(|(i, c)| *i == idx && *blake3::hash(c).as_bytes() == r.hash)
+            .map(|(_, c)| &c[..])
+    }
+
+    /// Every valid pending chunk (see [`Committed::pending_chunk`]).
+    pub(super) fn valid_pending(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.pending.iter().filter_map(move |(i, c)| {
+            let Some(Some(r)) = self.sidecar.chunks.get(*i as usize) else {
+                return None;
+            };
+            (*blake3::hash(c).as_bytes() == r.hash).then_some((*i, &c[..]))
+        })
+    }
+}
+
+/// Most bytes of overwritten chunks a durable commit carries in its sidecar
+/// instead of a separate journal (one file and two syncs fewer per `fsync`:
+/// what databases pay per transaction). Larger commits use the journal.
+pub(super) const PENDING_MAX: usize = 1 << 20;
 
 pub struct OpenFile {
     pub file_id: [u8; 16],
@@ -93,6 +126,12 @@ pub struct OpenFile {
     pub(super) truncated_to: Option<u64>,
     /// Chunks from a journal of an interrupted commit (read-only mounts).
     pub(super) journal_overlay: HashMap<u64, Vec<u8>>,
+    /// The content file's slots hold `committed.pending` (this process wrote
+    /// them), though perhaps not on disk yet.
+    pub(super) pending_written: bool,
+    /// When this process last committed the file (the flusher settles
+    /// pending chunks a while after).
+    pub(super) last_commit: Option<std::time::Instant>,
     /// Unlinked while open: keep working in memory, write no sidecar.
     pub detached: bool,
     /// The next commit must sign a new manifest even without content changes.
@@ -143,6 +182,8 @@ impl OpenFile {
             dirty_bytes: 0,
             truncated_to: None,
             journal_overlay: HashMap::new(),
+            pending_written: false,
+            last_commit: None,
             detached: false,
             force_commit: false,
             synced: false,
@@ -322,8 +363,9 @@ impl OpenFile {
             .map_err(|e| Error::io(&self.data_path, e))?;
         buf.truncate(got);
         if got != stored_len || *blake3::hash(&buf).as_bytes() != r.hash {
-            match self.journal_overlay.get(&idx) {
-                Some(j) if *blake3::hash(j).as_bytes() == r.hash => buf = j.clone(),
+            let carried = self.journal_overlay.get(&idx).map(|j| &j[..]);
+            match carried.or_else(|| self.committed.pending_chunk(idx)) {
+                Some(j) if *blake3::hash(j).as_bytes() == r.hash => buf = j.to_vec(),
                 _ => {
                     return Err(Error::integrity(format!(
                         "{}: chunk {idx} does not match the signed manifest (modified, truncated or rolled back)",
@@ -657,8 +699,42 @@ impl OpenFile {
             key_commits,
             self.committed.access.head,
         );
+        // A durable commit with few overwrites carries them in its sidecar: the
+        // sidecar is then the only file to sync (FORMAT.md, "Pending chunks").
+        let journaled_bytes: usize = journaled.iter().map(|(_, c)| c.len()).sum();
+        let in_sidecar = durability == Durability::Sync
+            && !self.detached
+            && !journaled.is_empty()
+            && journaled_bytes <= PENDING_MAX;
+        // The committed version's own pending chunks: into their slots first
+        // (a no-op when this process wrote them), then either carried on, if
+        // this version still names them and they fit, or synced before the
+        // sidecar that drops them.
+        if !self.committed.pending.is_empty() && !self.detached {
+            self.write_pending_slots()?;
+        }
+        let mut new_pending: PendingChunks = Vec::new();
+        let mut carried_all = self.committed.pending.is_empty();
+        if in_sidecar {
+            let carried: Vec<(u64, &[u8])> = self
+                .committed
+                .valid_pending()
+                .filter(|(idx, c)| {
+                    !journaled.iter().any(|(j, _)| j == idx)
+                        && matches!(self.chunks.get(*idx as usize), Some(Some(r))
+                            if r.hash == *blake3::hash(c).as_bytes())
+                })
+                .collect();
+            let carried_bytes: usize = carried.iter().map(|(_, c)| c.len()).sum();
+            if carried_bytes + journaled_bytes <= PENDING_MAX {
+                new_pending.extend(carried.into_iter().map(|(i, c)| (i, c.to_vec())));
+                carried_all = true;
+            }
+            new_pending.extend(journaled.iter().map(|(i, c)| (*i, c.to_vec())));
+            new_pending.sort_by_key(|(i, _)| *i);
+        }
         let journal_path = vault.paths.journal(&self.file_id);
-        let has_journal = !journaled.is_empty() && !self.detached;
+        let has_journal = !journaled.is_empty() && !self.detached && !in_sidecar;
         if has_journal {
             let j = format::JournalRef {
                 format_version: FORMAT_VERSION,
@@ -685,8 +761,11 @@ impl OpenFile {
                 .map_err(|e| Error::io(&self.data_path, e))?;
         }
         // Lazy commits since the last sync may have left chunks this
-        // manifest refers to in the page cache only.
-        if durability == Durability::Sync && (wrote_before || stored_len > cur_len || !self.synced)
+        // manifest refers to in the page cache only; pending chunks this
+        // sidecar drops must be in their slots on disk.
+        if (durability == Durability::Sync
+            && (wrote_before || stored_len > cur_len || !self.synced))
+            || !carried_all
         {
             self.data
                 .sync_data()
@@ -701,7 +780,8 @@ impl OpenFile {
             if self.pending_create.is_some() {
                 create_meta_dir(vault, &self.file_id)?;
             }
-            self.write_sidecar(vault, &sidecar, durability)?;
+            let refs: Vec<(u64, &[u8])> = new_pending.iter().map(|(i, c)| (*i, &c[..])).collect();
+            self.write_sidecar(vault, &sidecar, durability, &refs)?;
         }
         for (at, bytes) in writes {
             self.data
@@ -714,8 +794,9 @@ impl OpenFile {
                 .map_err(|e| Error::io(&self.data_path, e))?;
         }
         // In-place overwrites must be on disk before their journal goes. (A
-        // shrink needs no sync: open trims a stale tail.)
-        if durability == Durability::Sync && !journaled.is_empty() {
+        // shrink needs no sync: open trims a stale tail.) Pending chunks in
+        // the sidecar wait for the next commit or the flusher's settle.
+        if durability == Durability::Sync && has_journal {
             self.data
                 .sync_data()
                 .map_err(|e| Error::io(&self.data_path, e))?;
@@ -739,6 +820,9 @@ impl OpenFile {
         }
         self.committed.manifest = manifest;
         self.committed.sidecar = sidecar;
+        self.committed.pending = new_pending;
+        self.pending_written = true;
+        self.last_commit = Some(std::time::Instant::now());
         self.committed.stamp = stamp_of(&vault.paths.sidecar(&self.file_id));
         if !self.detached {
             // Taken under the data file's lock: the stamp is of our sidecar.
@@ -765,7 +849,7 @@ impl OpenFile {
                     .map_err(|e| Error::io(&self.data_path, e))?;
             }
             let sidecar = self.committed.sidecar.clone();
-            self.write_sidecar(vault, &sidecar, durability)?;
+            self.write_sidecar(vault, &sidecar, durability, &[])?;
             vault.seen.observe(
                 &self.file_id,
                 super::seen::SeenFile::of(&sidecar, self.committed.manifest.version),
@@ -779,14 +863,18 @@ impl OpenFile {
         Ok(())
     }
 
+    /// Writes `sidecar` (atomically) with `pending` chunks. The caller has made
+    /// sure the chunks it drops of the version on disk are in their slots
+    /// on disk ([`OpenFile::write_pending_slots`], then a sync).
     pub(super) fn write_sidecar(
         &self,
         vault: &Vault,
         sidecar: &Sidecar,
         durability: Durability,
+        pending: &[(u64, &[u8])],
     ) -> Result<()> {
         let path = vault.paths.sidecar(&self.file_id);
-        let bytes = format::encode_file(format::SIDECAR, sidecar);
+        let bytes = format::encode_sidecar(sidecar, pending);
         let created = match self.pending_create {
             // The first sidecar of a file made here: nothing to replace.
             Some(_) => {
@@ -805,6 +893,71 @@ impl OpenFile {
         Ok(())
     }
 
+    /// Puts the committed version's pending chunks into their slots (not
+    /// synced), unless this process did so when it committed them: after a
+    /// crash between a sidecar and its slot writes, they are only there.
+    pub(super) fn write_pending_slots(&mut self) -> Result<()> {
+        if self.pending_written || self.committed.pending.is_empty() {
+            return Ok(());
+        }
+        for (idx, stored) in self.committed.valid_pending() {
+            self.data
+                .write_all_at(stored, self.layout.slot_offset(idx))
+                .map_err(|e| Error::io(&self.data_path, e))?;
+        }
+        self.pending_written = true;
+        Ok(())
+    }
+
+    /// Stored chunks to use where a slot does not hold what the chunk list
+    /// says: a journal's of an interrupted commit, and the sidecar's pending.
+    pub(super) fn overlay_chunks(&self) -> HashMap<u64, Vec<u8>> {
+        let mut all = self.journal_overlay.clone();
+        for (idx, c) in self.committed.valid_pending() {
+            all.entry(idx).or_insert_with(|| c.to_vec());
+        }
+        all
+    }
+
+    /// Whether the sidecar on disk carries pending chunks that
+    /// [`OpenFile::settle_pending`] would fold into the content file.
+    pub fn has_pending(&self) -> bool {
+        !self.committed.pending.is_empty() && !self.detached
+    }
+
+    /// Since when nothing was committed here (None: never).
+    pub fn idle_for(&self) -> Option<std::time::Duration> {
+        self.last_commit.map(|t| t.elapsed())
+    }
+
+    /// Folds the sidecar's pending chunks into the content file: the slots are
+    /// synced, then the sidecar is rewritten without them (same version). Done
+    /// by the mount's flusher a while after a durable commit, so that readers
+    /// do not keep reading them and the sidecar shrinks back.
+    pub fn settle_pending(&mut self, vault: &Vault) -> Result<()> {
+        if !self.has_pending() || self.is_dirty() || !self.writable || vault.read_only {
+            return Ok(());
+        }
+        let _lock = FileLock::exclusive(&self.data).map_err(|e| Error::io(&self.data_path, e))?;
+        let path = vault.paths.sidecar(&self.file_id);
+        if stamp_of(&path) != self.committed.stamp {
+            // Another commit replaced it (and took its pending chunks along
+            // or settled them); the next refresh or commit reads what is there.
+            self.committed.pending.clear();
+            return Ok(());
+        }
+        self.write_pending_slots()?;
+        self.data
+            .sync_data()
+            .map_err(|e| Error::io(&self.data_path, e))?;
+        let sidecar = self.committed.sidecar.clone();
+        self.write_sidecar(vault, &sidecar, Durability::Lazy, &[])?;
+        self.committed.pending.clear();
+        self.committed.stamp = stamp_of(&path);
+        vault.remember_verified(&self.file_id, &self.committed, &self.keys);
+        Ok(())
+    }
+
     /// If another mount committed since we loaded, adopt its version as the base
     /// and re-apply our dirty chunks on top (one writer's version per chunk).
     pub(super) fn merge_concurrent_commit(&mut self, vault: &Vault) -> Result<()> {
@@ -819,6 +972,10 @@ impl OpenFile {
             self.committed.access = fresh.access;
             self.committed.sidecar.access = fresh.sidecar.access;
             self.committed.sidecar.keys = fresh.sidecar.keys;
+            if fresh.pending != self.committed.pending {
+                self.committed.pending = fresh.pending;
+                self.pending_written = false;
+            }
             return Ok(());
         }
         log::info!(
@@ -838,6 +995,7 @@ impl OpenFile {
         self.size = fresh.manifest.size;
         self.chunks = fresh.sidecar.chunks.clone();
         self.committed = fresh;
+        self.pending_written = false;
         self.unlock_keys(vault)?;
         self.dirty_bytes = 0;
         self.set_size(target)?;
@@ -868,6 +1026,7 @@ impl OpenFile {
         self.size = fresh.manifest.size;
         self.chunks = fresh.sidecar.chunks.clone();
         self.committed = fresh;
+        self.pending_written = false;
         self.synced = false;
         self.unlock_keys(vault)?;
         self.recover_journal(vault)?;
@@ -1080,7 +1239,7 @@ fn load_committed_from(
     let mut next_stamp = Some(first_stamp);
     loop {
         let stamp = next_stamp.take().unwrap_or_else(|| stamp_of(&path));
-        let (sidecar, access, manifest) = read_sidecar(vault, file_id, &path, display)?;
+        let (sidecar, access, manifest, pending) = read_sidecar(vault, file_id, &path, display)?;
         let checked = vault.check_file_history(
             file_id,
             super::seen::SeenFile::of(&sidecar, manifest.version),
@@ -1093,6 +1252,7 @@ fn load_committed_from(
                     manifest,
                     access,
                     stamp,
+                    pending,
                 })
             }
             // A writer replaces the sidecar first and logs the new version
@@ -1115,7 +1275,7 @@ fn read_sidecar(
     file_id: &[u8; 16],
     path: &Path,
     display: &str,
-) -> Result<(Sidecar, AccessState, Manifest)> {
+) -> Result<(Sidecar, AccessState, Manifest, PendingChunks)> {
     let bytes =
         read_limited(path, format::SIDECAR.max_len + 4, "file sidecar").map_err(|e| match e {
             Error::NotFound(_) => {
@@ -1123,9 +1283,10 @@ fn read_sidecar(
             }
             other => other,
         })?;
-    let sidecar: Sidecar = format::decode_file(format::SIDECAR, &bytes)
-        .map_err(|e| Error::integrity(format!("{display}: {e}")))?;
-    format::check_version(sidecar.format_version)?;
+    let (sidecar, pending) = format::decode_sidecar(&bytes).map_err(|e| match e {
+        e @ Error::UnsupportedVersion { .. } => e,
+        e => Error::integrity(format!("{display}: {e}")),
+    })?;
     if &sidecar.file_id != file_id {
         return Err(Error::integrity(format!(
             "{display}: sidecar belongs to another file"
@@ -1136,7 +1297,7 @@ fn read_sidecar(
     let manifest =
         history::verify_manifest(file_id, &sidecar.manifest, &sidecar.chunks, &access, vault)
             .map_err(|e| Error::integrity(format!("{display}: {e}")))?;
-    Ok((sidecar, access, manifest))
+    Ok((sidecar, access, manifest, pending))
 }
 
 /// Records this member's signatures in a sidecar just written as checked, so
@@ -1272,6 +1433,11 @@ fn cache_cost(committed: &Committed) -> usize {
     (3 << 10)
         + committed.sidecar.chunks.len() * std::mem::size_of::<Option<ChunkRef>>()
         + committed.sidecar.access.len() * 256
+        + committed
+            .pending
+            .iter()
+            .map(|(_, c)| c.len() + 32)
+            .sum::<usize>()
 }
 
 impl Vault {
@@ -1472,6 +1638,7 @@ impl Vault {
             sidecar,
             access,
             stamp: None,
+            pending: Vec::new(),
         };
         Ok((committed, key))
     }
@@ -1688,7 +1855,8 @@ pub(super) fn open_branch(
     display: String,
     writable: bool,
 ) -> Result<OpenFile> {
-    let (sidecar, access, manifest) = read_sidecar(vault, file_id, sidecar_path, &display)?;
+    let (sidecar, access, manifest, pending) =
+        read_sidecar(vault, file_id, sidecar_path, &display)?;
     let data = OpenOptions::new()
         .read(true)
         .write(writable)
@@ -1704,6 +1872,7 @@ pub(super) fn open_branch(
         } else {
             None
         },
+        pending,
     };
     let keys = unwrap_keys(vault, &committed)?;
     let mut f = OpenFile::new(

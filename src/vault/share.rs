@@ -130,6 +130,7 @@ impl OpenFile {
             self.chunks = fresh.sidecar.chunks.clone();
         }
         self.committed = fresh;
+        self.pending_written = false;
         self.unlock_keys(vault)?;
         Ok(())
     }
@@ -160,7 +161,15 @@ impl OpenFile {
             sidecar.keys.push(k);
         }
         if !self.detached {
-            self.write_sidecar(vault, &sidecar, vault.change_durability())?;
+            if !self.committed.pending.is_empty() {
+                // The new sidecar drops the pending chunks: slots first.
+                self.write_pending_slots()?;
+                self.data
+                    .sync_data()
+                    .map_err(|e| Error::io(&self.data_path, e))?;
+            }
+            self.write_sidecar(vault, &sidecar, vault.change_durability(), &[])?;
+            self.committed.pending.clear();
             vault.record_all(events)?;
         }
         if !self.detached {
@@ -526,7 +535,7 @@ impl OpenFile {
             size: self.committed.manifest.size,
             chunks: self.chunks.clone(),
             keys: self.keys.clone(),
-            overlay: self.journal_overlay.clone(),
+            overlay: self.overlay_chunks(),
             display: self.display.clone(),
         }
     }

@@ -102,7 +102,8 @@ struct Content {
     layout: Layout,
     size: u64,
     chunks: Vec<Option<ChunkRef>>,
-    /// Chunks pending in the journal of an interrupted commit.
+    /// Chunks pending in the journal of an interrupted commit, or carried in
+    /// the sidecar by a durable commit.
     journal: HashMap<u64, Vec<u8>>,
     /// Set when the chunks are to be decrypted too.
     keys: Option<HashMap<u32, SecretKey>>,
@@ -117,15 +118,16 @@ impl Content {
         can_read: bool,
     ) -> (std::fs::File, Content) {
         let size = f.manifest().size;
+        let mut journal_overlay = f.overlay_chunks();
         let OpenFile {
             file_id,
             layout,
             data,
             keys,
             chunks,
-            journal_overlay,
             ..
         } = f;
+        let journal_overlay = std::mem::take(&mut journal_overlay);
         let content = Content {
             backing: backing.to_path_buf(),
             dev: m.dev(),
@@ -185,7 +187,7 @@ fn report_chunks(mut events: Vec<ChunkEvent>, shown: &str, r: &mut VerifyReport)
             ChunkEvent::Pending(idx) => {
                 r.warnings.push(Finding {
                     path: shown.into(),
-                    problem: format!("chunk {idx} is pending in the write journal (an interrupted commit); the next open completes it"),
+                    problem: format!("chunk {idx} is pending in the write journal or the sidecar (an interrupted commit); the next commit completes it"),
                 });
                 continue;
             }

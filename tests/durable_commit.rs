@@ -1,0 +1,247 @@
+//! Durable commits (`fsync`) that overwrite a few committed chunks carry the new
+//! chunks in the sidecar instead of a separate journal (FORMAT.md, "Pending
+//! chunks"): the sidecar is the one file synced. These tests play the crash
+//! between that sidecar and the chunks reaching their slots (the slots put back
+//! to the old ciphertext), and check that readers then get the new content, never
+//! the old one or a mix; that a damaged pending chunk is an integrity failure;
+//! and that later commits and the settle step fold the chunks into the content
+//! file and shrink the sidecar back to a version-1 sidecar.
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use coffer::crypto::Identity;
+use coffer::format;
+use coffer::store::Durability;
+use coffer::vault::verify::VerifyOptions;
+use coffer::vault::Vault;
+use coffer::Error;
+use common::pattern;
+
+/// Tests here set XDG_STATE_HOME (per-machine state); run them one at a time.
+static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const CHUNK: usize = 65_536;
+const SLOT: u64 = 65_536 + 40;
+const HEADER: u64 = 32;
+const SEED: [u8; 32] = [57; 32];
+
+struct World {
+    dir: tempfile::TempDir,
+    vault: Vault,
+    backing: PathBuf,
+    sidecar: PathBuf,
+    journal: PathBuf,
+}
+
+/// A vault holding `f` (four full chunks and a short fifth), committed durably.
+fn world(model: &[u8]) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("XDG_STATE_HOME", dir.path().join("state"));
+    let vault = Vault::init(
+        &dir.path().join("vault"),
+        Identity::from_seed(SEED),
+        "alice",
+    )
+    .unwrap();
+    let tree = vault.paths.tree();
+    let id = vault.read_dir_record(&tree).unwrap().dir_id;
+    let backing = tree.join(vault.encrypt_name(&id, "f".as_ref()).unwrap().name);
+    let mut f = vault.create_file(&backing, 0o644, "f".into()).unwrap();
+    f.write(&vault, 0, model).unwrap();
+    f.commit(&vault, Durability::Sync).unwrap();
+    let file_id = f.file_id;
+    drop(f);
+    let sidecar = vault.paths.sidecar(&file_id);
+    let journal = vault.paths.journal(&file_id);
+    World {
+        dir,
+        vault,
+        backing,
+        sidecar,
+        journal,
+    }
+}
+
+impl World {
+    /// A second process on this machine: no caches shared with `self.vault`.
+    fn other_process(&self) -> Vault {
+        Vault::open(
+            &self.dir.path().join("vault"),
+            Identity::from_seed(SEED),
+            false,
+        )
+        .unwrap()
+    }
+
+    fn slot(&self, idx: u64) -> Vec<u8> {
+        let mut buf = vec![0u8; SLOT as usize];
+        let f = std::fs::File::open(&self.backing).unwrap();
+        let n = f.read_at(&mut buf, HEADER + idx * SLOT).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn put_slot(&self, idx: u64, bytes: &[u8]) {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.backing)
+            .unwrap();
+        f.write_all_at(bytes, HEADER + idx * SLOT).unwrap();
+    }
+
+    /// The sidecar's version byte and its pending chunk indices.
+    fn pending(&self) -> (u8, Vec<u64>) {
+        let bytes = std::fs::read(&self.sidecar).unwrap();
+        let (_, pending) = format::decode_sidecar(&bytes).unwrap();
+        (bytes[4], pending.iter().map(|(i, _)| *i).collect())
+    }
+
+    fn read_all(&self, vault: &Vault) -> coffer::Result<Vec<u8>> {
+        let mut f = vault.open_file_readonly(&self.backing, "f".into())?;
+        let size = f.size();
+        f.read(0, size as usize)
+    }
+}
+
+#[test]
+fn a_synced_overwrite_is_carried_in_the_sidecar_and_survives_lost_slot_writes() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut model = pattern(1, 4 * CHUNK + 5000);
+    let w = world(&model);
+    assert_eq!(w.pending(), (1, vec![]), "a first commit writes in place");
+    let old_slot1 = w.slot(1);
+    let old_slot3 = w.slot(3);
+
+    // Overwrite 4 KiB in chunk 1 and fsync: the sidecar carries chunk 1, no
+    // journal file is left, and the slot holds the new chunk.
+    let mut f = w.vault.open_file(&w.backing, "f".into()).unwrap();
+    let patch = pattern(2, 4096);
+    f.write(&w.vault, (CHUNK + 100) as u64, &patch).unwrap();
+    model[CHUNK + 100..CHUNK + 100 + 4096].copy_from_slice(&patch);
+    f.commit(&w.vault, Durability::Sync).unwrap();
+    assert_eq!(w.pending(), (2, vec![1]));
+    assert!(
+        !w.journal.exists(),
+        "no journal beside a sidecar that carries the chunks"
+    );
+    assert_ne!(w.slot(1), old_slot1);
+
+    // A second synced overwrite (chunk 3) carries chunk 1 along: its slot
+    // write was never synced.
+    let patch = pattern(3, 100);
+    f.write(&w.vault, (3 * CHUNK + 7) as u64, &patch).unwrap();
+    model[3 * CHUNK + 7..3 * CHUNK + 107].copy_from_slice(&patch);
+    f.commit(&w.vault, Durability::Sync).unwrap();
+    assert_eq!(w.pending(), (2, vec![1, 3]));
+    drop(f);
+
+    // The crash: both slots lost their writes (old ciphertext, which the new
+    // chunk list does not name). Another process reads the new content.
+    let new_slot1 = w.slot(1);
+    w.put_slot(1, &old_slot1);
+    w.put_slot(3, &old_slot3);
+    let other = w.other_process();
+    assert!(
+        w.read_all(&other).unwrap() == model,
+        "new content from the sidecar"
+    );
+    // verify: a warning (an interrupted commit), not a failure.
+    let r = other.verify_with(VerifyOptions { deep: true }, &|_, _| {});
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|x| x.problem.contains("chunk 1 is pending")),
+        "{:?}",
+        r.warnings
+    );
+
+    // A damaged pending chunk with its slot lost: an integrity failure, never
+    // the old bytes.
+    let genuine = std::fs::read(&w.sidecar).unwrap();
+    let mut bad = genuine.clone();
+    let at = bad.len() - 200; // inside the last pending chunk (chunk 3)
+    bad[at] ^= 1;
+    std::fs::write(&w.sidecar, &bad).unwrap();
+    let other = w.other_process();
+    match w.read_all(&other) {
+        Err(Error::Integrity { .. }) => {}
+        other => panic!(
+            "a damaged pending chunk must fail, got {:?}",
+            other.map(|v| v.len())
+        ),
+    }
+    std::fs::write(&w.sidecar, &genuine).unwrap();
+
+    // The next (lazy) commit by a writer puts the chunks into their slots,
+    // syncs them and drops them from the sidecar.
+    let other = w.other_process();
+    let mut f = other.open_file(&w.backing, "f".into()).unwrap();
+    let patch = pattern(4, 10);
+    f.write(&other, 0, &patch).unwrap();
+    model[..10].copy_from_slice(&patch);
+    f.commit(&other, Durability::Lazy).unwrap();
+    drop(f);
+    assert_eq!(w.pending(), (1, vec![]), "dropped once in their slots");
+    assert_eq!(w.slot(1), new_slot1);
+    assert!(w.read_all(&w.other_process()).unwrap() == model);
+}
+
+#[test]
+fn settling_folds_pending_chunks_into_the_content_file() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut model = pattern(5, 2 * CHUNK);
+    let w = world(&model);
+    let mut f = w.vault.open_file(&w.backing, "f".into()).unwrap();
+    let patch = pattern(6, 300);
+    f.write(&w.vault, 5, &patch).unwrap();
+    model[5..305].copy_from_slice(&patch);
+    f.commit(&w.vault, Durability::Sync).unwrap();
+    assert_eq!(w.pending(), (2, vec![0]));
+    assert!(f.has_pending());
+    f.settle_pending(&w.vault).unwrap();
+    assert!(!f.has_pending());
+    assert_eq!(w.pending(), (1, vec![]));
+    // Same version, now served from the slot alone.
+    assert!(w.read_all(&w.other_process()).unwrap() == model);
+    assert!(f.read(0, model.len()).unwrap() == model);
+}
+
+#[test]
+fn a_large_synced_overwrite_goes_through_the_journal() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut model = pattern(7, 40 * CHUNK);
+    let w = world(&model);
+    let mut f = w.vault.open_file(&w.backing, "f".into()).unwrap();
+    // 2.5 MiB over committed chunks: more than a sidecar carries.
+    let patch = pattern(8, 40 * CHUNK);
+    f.write(&w.vault, 0, &patch).unwrap();
+    model.copy_from_slice(&patch);
+    f.commit(&w.vault, Durability::Sync).unwrap();
+    drop(f);
+    assert_eq!(w.pending(), (1, vec![]));
+    assert!(
+        !w.journal.exists(),
+        "the journal goes once its chunks are synced"
+    );
+    assert!(w.read_all(&w.other_process()).unwrap() == model);
+}
+
+/// Commits that are not synced (a flusher's, a close's) keep the journal: their
+/// sidecar carries nothing.
+#[test]
+fn a_lazy_overwrite_leaves_a_version_1_sidecar() {
+    let _g = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut model = pattern(9, CHUNK + 10);
+    let w = world(&model);
+    let mut f = w.vault.open_file(&w.backing, "f".into()).unwrap();
+    f.write(&w.vault, 3, b"xyz").unwrap();
+    model[3..6].copy_from_slice(b"xyz");
+    f.commit(&w.vault, Durability::Lazy).unwrap();
+    drop(f);
+    assert_eq!(w.pending(), (1, vec![]));
+    assert!(w.read_all(&w.other_process()).unwrap() == model);
+}
