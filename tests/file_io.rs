@@ -114,6 +114,84 @@ fn random_small_writes_reads_and_commits_match_a_model() {
     check_read(&mut g, &model, 0, model.len());
 }
 
+/// Large writes: whole new chunks are sealed and written to their slots before
+/// the commit that names them ("streamed"), then may be read back, partly
+/// rewritten, truncated away or regrown before that commit. Every read and every
+/// reopen after a commit matches the model; another process sees the committed
+/// state only.
+#[test]
+fn streamed_chunks_read_rewrite_truncate_and_commit_like_a_model() {
+    let w = world();
+    let mut rng = Rng(0x51ed_2705);
+    let mut f = w.vault.create_file(&w.path, 0o644, "f".into()).unwrap();
+    let mut model: Vec<u8> = Vec::new();
+    let mut committed: Vec<u8> = Vec::new();
+    for round in 0..24 {
+        for _ in 0..(1 + rng.below(6)) {
+            match rng.below(12) {
+                0..=4 => {
+                    // Appends of up to 1.5 MiB, at the end or a little past it.
+                    let off = model.len() as u64 + rng.below(3) * rng.below(CHUNK);
+                    let n = 1 + rng.below(24 * CHUNK) as usize;
+                    let mut data = bytes(&mut rng, n);
+                    if rng.below(4) == 0 {
+                        // All-zero whole chunks become holes.
+                        let z = (2 * CHUNK as usize).min(data.len());
+                        data[..z].fill(0);
+                    }
+                    f.write(&w.vault, off, &data).unwrap();
+                    let end = off as usize + n;
+                    model.resize(model.len().max(end), 0);
+                    model[off as usize..end].copy_from_slice(&data);
+                }
+                5..=6 => {
+                    // A small rewrite anywhere (streamed chunks included).
+                    let off = rng.below(model.len() as u64 + 100);
+                    let n = 1 + rng.below(9000) as usize;
+                    let data = bytes(&mut rng, n);
+                    f.write(&w.vault, off, &data).unwrap();
+                    let end = off as usize + data.len();
+                    model.resize(model.len().max(end), 0);
+                    model[off as usize..end].copy_from_slice(&data);
+                }
+                7 => {
+                    let size = rng.below(model.len() as u64 + CHUNK);
+                    f.truncate(&w.vault, size).unwrap();
+                    model.resize(size as usize, 0);
+                }
+                _ => {
+                    let off = rng.below(model.len() as u64 + 100);
+                    let len = 1 + rng.below(20 * CHUNK) as usize;
+                    check_read(&mut f, &model, off, len);
+                }
+            }
+        }
+        // Another process sees the last commit, not what is streamed.
+        {
+            let other =
+                Vault::open(&w.vault.paths.root, Identity::from_seed([41; 32]), true).unwrap();
+            if let Ok(mut g) = other.open_file_readonly(&w.path, "f".into()) {
+                check_read(&mut g, &committed, 0, committed.len() + 10);
+            }
+        }
+        match round % 3 {
+            0 => f.commit(&w.vault, Durability::Lazy).unwrap(),
+            1 => f.commit(&w.vault, Durability::Sync).unwrap(),
+            _ => {
+                f.commit(&w.vault, Durability::Lazy).unwrap();
+                f = w.vault.open_file(&w.path, "f".into()).unwrap();
+            }
+        }
+        committed = model.clone();
+        check_read(&mut f, &model, 0, model.len() + 10);
+        assert_eq!(
+            std::fs::metadata(&w.path).unwrap().len(),
+            w.vault.layout().stored_len(model.len() as u64),
+            "the content file is exactly as long as its committed size needs"
+        );
+    }
+}
+
 #[test]
 fn a_tampered_chunk_fails_small_and_spanning_reads() {
     let w = world();

@@ -196,6 +196,12 @@ impl Inner {
 /// times a second keeps carrying them instead of paying a sync each time).
 const SETTLE_AFTER: Duration = Duration::from_secs(1);
 
+/// Sets up glibc's allocator for a long-running mount (one arena, large
+/// buffers mapped): call before the process starts any thread.
+pub fn tune_allocator() {
+    sys::tune_allocator();
+}
+
 /// Mounts `vault` at `mountpoint` and serves until it is unmounted.
 /// `on_ready` runs once the mount is live (the CLI uses it to release a waiting parent).
 pub fn mount(

@@ -31,7 +31,19 @@ use crate::store::{atomic_write, read_limited, Durability};
 const CREATION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Commit automatically once this much plaintext is dirty (bounds memory).
-pub const DIRTY_LIMIT: usize = 4 << 20;
+/// Files of more than [`LARGE_FILE_CHUNKS`] chunks allow twice as much: each
+/// commit rewrites the sidecar with the whole chunk list (34 bytes per chunk),
+/// which would otherwise weigh more than the chunks committed. Sequential
+/// writes of new data do not wait for it (see [`STREAM_AFTER`]).
+pub const DIRTY_LIMIT: usize = 2 << 20;
+const LARGE_FILE_CHUNKS: usize = 4096;
+
+/// Whole new chunks (where the committed version has none: appended, or in a
+/// hole) are sealed and written to their slots once this many bytes of them
+/// are dirty, without a commit: a sequential write then holds half a MiB of
+/// plaintext instead of four, and commits (each rewriting the sidecar with
+/// the whole chunk list) follow time, not bytes.
+const STREAM_AFTER: usize = 512 << 10;
 
 /// Plaintext committed by this process since [`take_committed_bytes`] last ran.
 static COMMITTED_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -132,6 +144,14 @@ pub struct OpenFile {
     /// When this process last committed the file (the flusher settles
     /// pending chunks a while after).
     pub(super) last_commit: Option<std::time::Instant>,
+    /// New chunks sealed and written to free slots since the last commit
+    /// (their references are in `chunks`; every one is a whole chunk). The
+    /// next commit's manifest names them.
+    pub(super) streamed: std::collections::BTreeSet<u64>,
+    /// The content file's lock, held from the first streamed chunk to the
+    /// commit that names them: no other commit may come between (it would
+    /// not know those slots are taken).
+    pub(super) stream_lock: Option<FileLock>,
     /// Unlinked while open: keep working in memory, write no sidecar.
     pub detached: bool,
     /// The next commit must sign a new manifest even without content changes.
@@ -184,6 +204,8 @@ impl OpenFile {
             journal_overlay: HashMap::new(),
             pending_written: false,
             last_commit: None,
+            streamed: std::collections::BTreeSet::new(),
+            stream_lock: None,
             detached: false,
             force_commit: false,
             synced: false,
@@ -203,7 +225,21 @@ impl OpenFile {
     /// Whether content or size changed since the last commit (a new file
     /// with nothing written is dirty, but not in this sense).
     pub fn content_dirty(&self) -> bool {
-        self.force_commit || !self.dirty.is_empty() || self.size != self.committed.manifest.size
+        self.force_commit
+            || !self.dirty.is_empty()
+            || !self.streamed.is_empty()
+            || self.size != self.committed.manifest.size
+    }
+
+    /// Plaintext length of the stored chunk `idx` names in `chunks`: a
+    /// streamed chunk is whole; a committed one as the committed size says.
+    fn stored_plain_len(&self, idx: u64) -> usize {
+        if self.streamed.contains(&idx) {
+            self.layout.chunk_size() as usize
+        } else {
+            self.layout
+                .chunk_plain_len(self.committed.manifest.size, idx)
+        }
     }
 
     pub fn can_update(&self, vault: &Vault) -> bool {
@@ -259,9 +295,7 @@ impl OpenFile {
                 continue;
             }
             if let Some(Some(r)) = self.chunks.get(idx as usize).copied() {
-                let plain_len = self
-                    .layout
-                    .chunk_plain_len(self.committed.manifest.size, idx);
+                let plain_len = self.stored_plain_len(idx);
                 fetch.push(Fetch {
                     idx,
                     r,
@@ -348,9 +382,7 @@ impl OpenFile {
     }
 
     fn load_committed_chunk(&self, idx: u64) -> Result<Vec<u8>> {
-        let want = self
-            .layout
-            .chunk_plain_len(self.committed.manifest.size, idx);
+        let want = self.stored_plain_len(idx);
         let Some(Some(r)) = self.chunks.get(idx as usize).copied() else {
             // Room to grow to a whole chunk and be sealed in place.
             let mut zeros = Vec::with_capacity(self.layout.chunk_size() as usize + chunk::OVERHEAD);
@@ -473,6 +505,7 @@ impl OpenFile {
         self.chunks.resize(count as usize, None);
         self.dirty.retain(|i, _| *i < count);
         self.partial.retain(|i, _| *i < count);
+        self.streamed.retain(|i| *i < count);
         if new_size % cs != 0 {
             let idx = new_size / cs;
             self.materialize(idx)?;
@@ -533,8 +566,95 @@ impl OpenFile {
             pos += take as u64;
             src = &src[take..];
         }
-        if self.dirty_bytes >= DIRTY_LIMIT {
+        if self.dirty_bytes >= STREAM_AFTER && !self.detached {
+            self.stream_new_chunks(vault)?;
+        }
+        let limit = if self.chunks.len() > LARGE_FILE_CHUNKS {
+            2 * DIRTY_LIMIT
+        } else {
+            DIRTY_LIMIT
+        };
+        if self.dirty_bytes >= limit {
             self.commit(vault, Durability::Lazy)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the whole dirty chunks the committed version has no chunk for
+    /// and writes them to their slots, if there are [`STREAM_AFTER`] bytes of
+    /// them. Before the commit point that is safe (the committed version names
+    /// nothing there; a crash leaves bytes past its end, trimmed at the next
+    /// writable open, or in a hole's slot, never read). Takes the file's lock
+    /// until the next commit; if another commit came first, commits instead
+    /// (which merges it).
+    fn stream_new_chunks(&mut self, vault: &Vault) -> Result<()> {
+        let cs = self.layout.chunk_size() as usize;
+        let committed = &self.committed.sidecar.chunks;
+        let ready: Vec<u64> = self
+            .dirty
+            .iter()
+            .filter(|(i, b)| {
+                b.len() == cs
+                    && !self.partial.contains_key(i)
+                    && !matches!(committed.get(**i as usize), Some(Some(_)))
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        if ready.len() * cs < STREAM_AFTER {
+            return Ok(());
+        }
+        if self.stream_lock.is_none() && self.pending_create.is_none() {
+            let lock =
+                FileLock::exclusive(&self.data).map_err(|e| Error::io(&self.data_path, e))?;
+            if stamp_of(&vault.paths.sidecar(&self.file_id)) != self.committed.stamp {
+                drop(lock);
+                return self.commit(vault, Durability::Lazy);
+            }
+            self.stream_lock = Some(lock);
+        }
+        let epoch = self.committed.access.epoch;
+        let key = self.keys.get(&epoch).cloned().ok_or_else(|| {
+            Error::AccessDenied(format!("{}: no key for the current epoch", self.display))
+        })?;
+        let mut to_seal = Vec::with_capacity(ready.len());
+        for idx in ready {
+            let plain = self.dirty.remove(&idx).expect("listed above");
+            self.dirty_bytes -= cs;
+            if plain.iter().all(|b| *b == 0) {
+                self.chunks[idx as usize] = None;
+                continue;
+            }
+            to_seal.push((idx, plain));
+        }
+        let file_id = &self.file_id;
+        let sealed = par_map(to_seal, |(idx, plain)| {
+            let stored = chunk::seal_owned(&key, file_id, epoch, idx, plain);
+            let hash = *blake3::hash(&stored).as_bytes();
+            (idx, stored, hash)
+        });
+        let mut run: Vec<u8> = Vec::new();
+        let (mut run_start, mut run_next) = (0u64, u64::MAX);
+        for (idx, stored, hash) in sealed {
+            let at = self.layout.slot_offset(idx);
+            if at != run_next && !run.is_empty() {
+                self.data
+                    .write_all_at(&run, run_start)
+                    .map_err(|e| Error::io(&self.data_path, e))?;
+                run.clear();
+            }
+            if run.is_empty() {
+                run_start = at;
+            }
+            run.extend_from_slice(&stored);
+            run_next = at + stored.len() as u64;
+            self.chunks[idx as usize] = Some(ChunkRef { epoch, hash });
+            self.streamed.insert(idx);
+            COMMITTED_BYTES.fetch_add(cs, std::sync::atomic::Ordering::Relaxed);
+        }
+        if !run.is_empty() {
+            self.data
+                .write_all_at(&run, run_start)
+                .map_err(|e| Error::io(&self.data_path, e))?;
         }
         Ok(())
     }
@@ -572,10 +692,12 @@ impl OpenFile {
             // Created and left empty (`touch`): its first sidecar is all there is.
             return self.write_first_sidecar(vault, durability);
         }
-        // A file being created already holds its lock (same open file description).
-        let _lock = match self.pending_create {
-            Some(_) => None,
-            None => {
+        // A file being created already holds its lock (same open file
+        // description), as does one with streamed chunks (until now).
+        let _lock = match (self.stream_lock.take(), &self.pending_create) {
+            (Some(held), _) => Some(held),
+            (None, Some(_)) => None,
+            (None, None) => {
                 Some(FileLock::exclusive(&self.data).map_err(|e| Error::io(&self.data_path, e))?)
             }
         };
@@ -646,7 +768,7 @@ impl OpenFile {
         }
         // Whether anything reached the content file before the commit point
         // (then it must be on disk before the sidecar that refers to it).
-        let wrote_before = run_next != u64::MAX;
+        let wrote_before = run_next != u64::MAX || !self.streamed.is_empty();
         flush_run(&mut run, run_start)?;
         drop(run);
         COMMITTED_BYTES.fetch_add(self.dirty_bytes, std::sync::atomic::Ordering::Relaxed);
@@ -771,9 +893,17 @@ impl OpenFile {
                 .sync_data()
                 .map_err(|e| Error::io(&self.data_path, e))?;
         }
-        let mut sidecar = self.committed.sidecar.clone();
-        sidecar.manifest = manifest;
-        sidecar.chunks = self.chunks.clone();
+        // Not a clone of the committed sidecar: its chunk list (650 KB for a
+        // 1 GiB file) would be copied only to be replaced.
+        let old = &self.committed.sidecar;
+        let mut sidecar = Sidecar {
+            format_version: old.format_version,
+            file_id: old.file_id,
+            access: old.access.clone(),
+            keys: old.keys.clone(),
+            manifest,
+            chunks: self.chunks.clone(),
+        };
         super::share::prune_epochs(&mut sidecar, epoch);
         // The commit point.
         if !self.detached {
@@ -830,6 +960,7 @@ impl OpenFile {
         }
         self.truncated_to = None;
         self.force_commit = false;
+        self.streamed.clear();
         self.synced = durability == Durability::Sync;
         self.journal_overlay.clear();
         self.pending_create = None;
@@ -984,9 +1115,18 @@ impl OpenFile {
             fresh.manifest.version
         );
         let dirty = std::mem::take(&mut self.dirty);
+        // Streamed chunks too (only a writer that ignores the lock can have
+        // committed meanwhile; ours win where both wrote).
+        let streamed: Vec<(u64, Option<ChunkRef>)> = self
+            .streamed
+            .iter()
+            .map(|i| (*i, self.chunks[*i as usize]))
+            .collect();
+        let cs = self.layout.chunk_size();
         let max_written = dirty
             .iter()
-            .map(|(i, b)| i * self.layout.chunk_size() + b.len() as u64)
+            .map(|(i, b)| i * cs + b.len() as u64)
+            .chain(streamed.iter().map(|(i, _)| (i + 1) * cs))
             .max()
             .unwrap_or(0);
         let target = self
@@ -1003,6 +1143,13 @@ impl OpenFile {
             if idx < self.layout.chunk_count(self.size) {
                 self.dirty_bytes += buf.len();
                 self.dirty.insert(idx, buf);
+            }
+        }
+        self.streamed.clear();
+        for (idx, r) in streamed {
+            if idx < self.layout.chunk_count(self.size) && !self.dirty.contains_key(&idx) {
+                self.chunks[idx as usize] = r;
+                self.streamed.insert(idx);
             }
         }
         Ok(())

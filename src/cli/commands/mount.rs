@@ -70,6 +70,9 @@ struct MountedOut {
 
 impl Run for Args {
     fn run(self, ctx: &Context) -> Result<()> {
+        // Before opening the vault: its log checks run on helper threads, and
+        // an arena made for them then would stay with the daemon.
+        crate::fs::tune_allocator();
         require_vault(&self.vault)?;
         let vault_path =
             std::fs::canonicalize(&self.vault).map_err(|e| Error::io(&self.vault, e))?;
