@@ -612,10 +612,7 @@ impl OpenFile {
             }
             self.stream_lock = Some(lock);
         }
-        let epoch = self.committed.access.epoch;
-        let key = self.keys.get(&epoch).cloned().ok_or_else(|| {
-            Error::AccessDenied(format!("{}: no key for the current epoch", self.display))
-        })?;
+        let (epoch, key) = self.current_key()?;
         let mut to_seal = Vec::with_capacity(ready.len());
         for idx in ready {
             let plain = self.dirty.remove(&idx).expect("listed above");
@@ -626,37 +623,28 @@ impl OpenFile {
             }
             to_seal.push((idx, plain));
         }
-        let file_id = &self.file_id;
-        let sealed = par_map(to_seal, |(idx, plain)| {
-            let stored = chunk::seal_owned(&key, file_id, epoch, idx, plain);
-            let hash = *blake3::hash(&stored).as_bytes();
-            (idx, stored, hash)
-        });
-        let mut run: Vec<u8> = Vec::new();
-        let (mut run_start, mut run_next) = (0u64, u64::MAX);
+        let sealed = seal_all(&key, &self.file_id, epoch, to_seal);
+        let mut runs = SlotRuns::new(&self.data, &self.data_path);
         for (idx, stored, hash) in sealed {
-            let at = self.layout.slot_offset(idx);
-            if at != run_next && !run.is_empty() {
-                self.data
-                    .write_all_at(&run, run_start)
-                    .map_err(|e| Error::io(&self.data_path, e))?;
-                run.clear();
-            }
-            if run.is_empty() {
-                run_start = at;
-            }
-            run.extend_from_slice(&stored);
-            run_next = at + stored.len() as u64;
+            runs.push(self.layout.slot_offset(idx), &stored)?;
             self.chunks[idx as usize] = Some(ChunkRef { epoch, hash });
             self.streamed.insert(idx);
             COMMITTED_BYTES.fetch_add(cs, std::sync::atomic::Ordering::Relaxed);
         }
-        if !run.is_empty() {
-            self.data
-                .write_all_at(&run, run_start)
-                .map_err(|e| Error::io(&self.data_path, e))?;
-        }
+        runs.finish()?;
         Ok(())
+    }
+
+    /// The current epoch and its key (new chunks are sealed under it).
+    pub(super) fn current_key(&self) -> Result<(u32, SecretKey)> {
+        let epoch = self.committed.access.epoch;
+        let key = self.keys.get(&epoch).cloned().ok_or_else(|| {
+            Error::AccessDenied(format!(
+                "{}: you hold no key for the current epoch",
+                self.display
+            ))
+        })?;
+        Ok((epoch, key))
     }
 
     pub fn truncate(&mut self, vault: &Vault, size: u64) -> Result<()> {
@@ -707,10 +695,7 @@ impl OpenFile {
         if !self.detached {
             self.merge_concurrent_commit(vault)?;
         }
-        let epoch = self.committed.access.epoch;
-        let key = self.keys.get(&epoch).cloned().ok_or_else(|| {
-            Error::AccessDenied(format!("{}: no key for the current epoch", self.display))
-        })?;
+        let (epoch, key) = self.current_key()?;
         let size = self.size;
         let count = self.layout.chunk_count(size);
         let old_committed = &self.committed.sidecar.chunks;
@@ -718,19 +703,7 @@ impl OpenFile {
         // New chunks land where the committed version has nothing, so they are
         // written at once (before the commit point); runs of adjacent chunks go
         // out in one pwrite.
-        let mut run: Vec<u8> = Vec::new();
-        let mut run_start = 0u64;
-        let mut run_next = u64::MAX;
-        let data = &self.data;
-        let data_path = &self.data_path;
-        let flush_run = |run: &mut Vec<u8>, start: u64| -> Result<()> {
-            if !run.is_empty() {
-                data.write_all_at(run, start)
-                    .map_err(|e| Error::io(data_path, e))?;
-                run.clear();
-            }
-            Ok(())
-        };
+        let mut runs = SlotRuns::new(&self.data, &self.data_path);
         let dirty = std::mem::take(&mut self.dirty);
         let mut to_seal = Vec::with_capacity(dirty.len());
         for (idx, mut plain) in dirty {
@@ -745,32 +718,19 @@ impl OpenFile {
             }
             to_seal.push((idx, plain));
         }
-        let file_id = &self.file_id;
-        let sealed = par_map(to_seal, |(idx, plain)| {
-            let stored = chunk::seal_owned(&key, file_id, epoch, idx, plain);
-            let hash = *blake3::hash(&stored).as_bytes();
-            (idx, stored, hash)
-        });
+        let sealed = seal_all(&key, &self.file_id, epoch, to_seal);
         for (idx, stored, hash) in sealed {
             self.chunks[idx as usize] = Some(ChunkRef { epoch, hash });
             let overwrites = matches!(old_committed.get(idx as usize), Some(Some(_)));
             if overwrites {
                 journaled.push((idx, stored));
             } else {
-                let at = self.layout.slot_offset(idx);
-                if at != run_next || run.len() >= 256 << 10 {
-                    flush_run(&mut run, run_start)?;
-                    run_start = at;
-                }
-                run.extend_from_slice(&stored);
-                run_next = at + stored.len() as u64;
+                runs.push(self.layout.slot_offset(idx), &stored)?;
             }
         }
         // Whether anything reached the content file before the commit point
         // (then it must be on disk before the sidecar that refers to it).
-        let wrote_before = run_next != u64::MAX || !self.streamed.is_empty();
-        flush_run(&mut run, run_start)?;
-        drop(run);
+        let wrote_before = runs.finish()? || !self.streamed.is_empty();
         COMMITTED_BYTES.fetch_add(self.dirty_bytes, std::sync::atomic::Ordering::Relaxed);
         self.dirty_bytes = 0;
         let (runs, places) = coalesce(&self.layout, journaled);
@@ -1232,6 +1192,71 @@ impl OpenFile {
             );
         }
         Ok(())
+    }
+}
+
+/// Seals plaintext chunks (on several threads): `(index, stored, BLAKE3 of stored)`.
+fn seal_all(
+    key: &SecretKey,
+    file_id: &[u8; 16],
+    epoch: u32,
+    chunks: Vec<(u64, Vec<u8>)>,
+) -> Vec<(u64, Vec<u8>, [u8; 32])> {
+    par_map(chunks, |(idx, plain)| {
+        let stored = chunk::seal_owned(key, file_id, epoch, idx, plain);
+        let hash = *blake3::hash(&stored).as_bytes();
+        (idx, stored, hash)
+    })
+}
+
+/// Stored chunks on their way to their slots: adjacent ones go out in one
+/// pwrite of up to 256 KiB.
+struct SlotRuns<'a> {
+    data: &'a File,
+    path: &'a Path,
+    run: Vec<u8>,
+    start: u64,
+    next: u64,
+    wrote: bool,
+}
+
+impl<'a> SlotRuns<'a> {
+    fn new(data: &'a File, path: &'a Path) -> Self {
+        SlotRuns {
+            data,
+            path,
+            run: Vec::new(),
+            start: 0,
+            next: u64::MAX,
+            wrote: false,
+        }
+    }
+
+    fn push(&mut self, at: u64, stored: &[u8]) -> Result<()> {
+        if at != self.next || self.run.len() >= 256 << 10 {
+            self.flush()?;
+            self.start = at;
+        }
+        self.run.extend_from_slice(stored);
+        self.next = at + stored.len() as u64;
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if !self.run.is_empty() {
+            self.data
+                .write_all_at(&self.run, self.start)
+                .map_err(|e| Error::io(self.path, e))?;
+            self.run.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes what is left; whether anything was written at all.
+    fn finish(mut self) -> Result<bool> {
+        self.flush()?;
+        Ok(self.wrote)
     }
 }
 

@@ -189,16 +189,6 @@ impl OpenFile {
         FileLock::exclusive(&self.data).map_err(|e| Error::io(&self.data_path, e))
     }
 
-    fn current_key(&self) -> Result<SecretKey> {
-        let epoch = self.committed.access.epoch;
-        self.keys.get(&epoch).cloned().ok_or_else(|| {
-            Error::AccessDenied(format!(
-                "{}: you hold no key for the current epoch",
-                self.display
-            ))
-        })
-    }
-
     /// Grants `right` to `member`. Read needs read; update needs update.
     /// Returns false if the member already held it.
     pub fn grant(&mut self, vault: &Vault, member: &MemberRecord, right: Right) -> Result<bool> {
@@ -234,7 +224,7 @@ impl OpenFile {
         }
         if !st.can_read(&id) {
             // A new reader gets the current key; earlier ones come through `earlier`.
-            let key = self.current_key()?;
+            let (_, key) = self.current_key()?;
             let epoch = st.epoch;
             let w = vault
                 .wraps
@@ -429,7 +419,7 @@ impl OpenFile {
             self.refresh_for_change(vault)?;
             self.require_update(vault)?;
             let cur = self.committed.access.epoch;
-            let key = self.current_key()?;
+            let (_, key) = self.current_key()?;
             let version = self.committed.sidecar.manifest.hash();
             let sealed = match ahead.take() {
                 Some((r, v, e)) if v == version && e == cur => r,
