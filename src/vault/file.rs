@@ -31,10 +31,12 @@ use crate::store::{atomic_write, read_limited, Durability};
 const CREATION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Commit automatically once this much plaintext is dirty (bounds memory).
-/// Files of more than [`LARGE_FILE_CHUNKS`] chunks allow twice as much: each
-/// commit rewrites the sidecar with the whole chunk list (34 bytes per chunk),
-/// which would otherwise weigh more than the chunks committed. Sequential
-/// writes of new data do not wait for it (see [`STREAM_AFTER`]).
+/// Each commit rewrites the sidecar with the whole chunk list (34 bytes per
+/// chunk), so files of more than [`LARGE_FILE_CHUNKS`] chunks allow twice as
+/// much. The price of the smaller limit: 4 KiB random writes into a 256 MiB
+/// file ~12% slower than at 4 MiB, for ~2.5 MiB less peak memory (the daemon
+/// target is 32 MiB). Sequential writes of new data do not wait for it (see
+/// [`STREAM_AFTER`]).
 pub const DIRTY_LIMIT: usize = 2 << 20;
 const LARGE_FILE_CHUNKS: usize = 4096;
 
@@ -470,19 +472,20 @@ impl OpenFile {
         Ok(())
     }
 
-    /// Loads every partly written chunk (on several threads).
+    /// Loads every partly written chunk (on several threads), a few at a
+    /// time: each load frees its partial buffer, so memory grows by a few
+    /// chunks, not by all of them at once (random writes commit 64).
     fn materialize_all(&mut self) -> Result<()> {
-        if self.partial.is_empty() {
-            return Ok(());
-        }
         let idxs: Vec<u64> = self.partial.keys().copied().collect();
-        let this = &*self;
-        let loaded = par_map(idxs, |idx| (idx, this.load_committed_chunk(idx)));
-        for (idx, base) in loaded {
-            let base = base?;
-            let ranges = self.partial.remove(&idx).expect("listed above");
-            let buf = self.dirty.get_mut(&idx).expect("partial chunks are dirty");
-            *buf = overlay(base, buf, &ranges);
+        for group in idxs.chunks(4 * workers()) {
+            let this = &*self;
+            let loaded = par_map(group.to_vec(), |idx| (idx, this.load_committed_chunk(idx)));
+            for (idx, base) in loaded {
+                let base = base?;
+                let ranges = self.partial.remove(&idx).expect("listed above");
+                let buf = self.dirty.get_mut(&idx).expect("partial chunks are dirty");
+                *buf = overlay(base, buf, &ranges);
+            }
         }
         Ok(())
     }
