@@ -245,3 +245,52 @@ fn a_lazy_overwrite_leaves_a_version_1_sidecar() {
     assert_eq!(w.pending(), (1, vec![]));
     assert!(w.read_all(&w.other_process()).unwrap() == model);
 }
+
+/// Through a mount: right after an `fsync`'ed overwrite the sidecar carries the
+/// chunk (version 2); once the file has been idle for a second the mount's
+/// flusher folds it into the content file (version 1 again), with the file
+/// still open; the content is the new one throughout and after a remount.
+#[test]
+fn the_mount_settles_pending_chunks_of_an_idle_file() {
+    use std::io::Write;
+    require_fuse!();
+    // The other tests here set XDG_STATE_HOME while this one spawns commands.
+    let _g = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let v = common::TestVault::new(&["alice"]);
+    let m = v.mount("alice");
+    let path = m.join("db");
+    let mut model = pattern(10, 3 * CHUNK);
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&model).unwrap();
+    f.sync_all().unwrap();
+    let patch = pattern(11, 4096);
+    f.write_all_at(&patch, 70_000).unwrap();
+    f.sync_all().unwrap();
+    model[70_000..70_000 + 4096].copy_from_slice(&patch);
+    let sidecars: Vec<PathBuf> = std::fs::read_dir(v.root.join("meta"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "meta"))
+        .collect();
+    assert_eq!(sidecars.len(), 1, "{sidecars:?}");
+    let version = || std::fs::read(&sidecars[0]).unwrap()[4];
+    assert_eq!(
+        version(),
+        2,
+        "the fsync'ed overwrite is carried in the sidecar"
+    );
+    let settled = common::eventually(std::time::Duration::from_secs(8), || {
+        (version() == 1).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "the flusher never settled the pending chunk"
+    );
+    assert!(std::fs::read(&path).unwrap() == model);
+    drop(f);
+    m.unmount();
+    let m = v.mount("alice");
+    assert!(std::fs::read(m.join("db")).unwrap() == model);
+    m.unmount();
+}
