@@ -474,7 +474,8 @@ impl OpenFile {
 
     /// Loads every partly written chunk (on several threads), a few at a
     /// time: each load frees its partial buffer, so memory grows by a few
-    /// chunks, not by all of them at once (random writes commit 64).
+    /// chunks, not by all of them at once (a random-write commit loads up to
+    /// 32, or 64 in a large file).
     fn materialize_all(&mut self) -> Result<()> {
         let idxs: Vec<u64> = self.partial.keys().copied().collect();
         for group in idxs.chunks(4 * workers()) {
