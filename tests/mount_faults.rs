@@ -671,6 +671,43 @@ fn daemon_memory_is_bounded_after_10k_files() {
     m.unmount();
 }
 
+/// Until the signed checkpoint of a member's log covers an entry, every other
+/// process checks that entry's signature again (a `grant -r` right after a copy
+/// spent half its CPU on it). The mount checkpoints once a burst of entries is
+/// over, not only every ~5 s.
+#[test]
+fn a_burst_of_history_entries_is_checkpointed_once_it_is_over() {
+    require_fuse!();
+    let v = TestVault::new(&["alice"]);
+    let m = v.mount("alice");
+    let logs = v.root.join("log");
+    let head = || -> Option<Vec<u8>> {
+        let p = fs::read_dir(&logs)
+            .ok()?
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "head"))?;
+        fs::read(p).ok()
+    };
+    // Let the mount settle, then a burst: 300 files, ~900 entries.
+    std::thread::sleep(Duration::from_millis(600));
+    let before = head();
+    for i in 0..300u64 {
+        fs::write(m.join(format!("f{i}")), pattern(i, 100)).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let renewed = common::eventually(Duration::from_secs(6), || {
+        let now = head();
+        (now.is_some() && now != before).then_some(started.elapsed())
+    });
+    let took = renewed.expect("no new checkpoint after the burst");
+    eprintln!("checkpoint {took:?} after the burst");
+    assert!(
+        took <= Duration::from_millis(2000),
+        "the checkpoint came {took:?} after the burst (the periodic one is every ~5 s)"
+    );
+    m.unmount();
+}
+
 /// A large sequential write streams whole chunks to the content file instead of
 /// holding megabytes of plaintext until a commit (FORMAT.md, "Streamed
 /// chunks"): the daemon's peak grows by little over 256 MiB written, and the

@@ -828,6 +828,11 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Entries this writer appended since its last checkpoint.
+    pub fn unsigned_tail(&self) -> u64 {
+        self.unsigned_tail
+    }
+
     /// Signs a checkpoint of the whole log if entries were added since the last.
     pub fn checkpoint(&mut self, me: &Identity) -> Result<()> {
         if self.unsigned_tail == 0 {

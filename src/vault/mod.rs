@@ -376,6 +376,12 @@ impl Vault {
         }
     }
 
+    /// Entries this process appended to its member's log since the last
+    /// checkpoint (each one a signature other processes check until then).
+    pub fn unsigned_log_entries(&self) -> u64 {
+        crate::lock(&self.log).unsigned_tail()
+    }
+
     /// Saves this machine's state and checkpoints the log (periodically and at exit).
     pub fn save_state(&self) {
         if let Err(e) = self.flush_log() {
