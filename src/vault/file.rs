@@ -1004,6 +1004,18 @@ impl OpenFile {
         Ok(())
     }
 
+    /// Puts the pending chunks into their slots and syncs them, so that a
+    /// sidecar without them may follow (no-op without pending chunks).
+    pub(super) fn sync_pending_slots(&mut self) -> Result<()> {
+        if self.committed.pending.is_empty() {
+            return Ok(());
+        }
+        self.write_pending_slots()?;
+        self.data
+            .sync_data()
+            .map_err(|e| Error::io(&self.data_path, e))
+    }
+
     /// Stored chunks to use where a slot does not hold what the chunk list
     /// says: a journal's of an interrupted commit, and the sidecar's pending.
     pub(super) fn overlay_chunks(&self) -> HashMap<u64, Vec<u8>> {
@@ -1041,10 +1053,7 @@ impl OpenFile {
             self.committed.pending.clear();
             return Ok(());
         }
-        self.write_pending_slots()?;
-        self.data
-            .sync_data()
-            .map_err(|e| Error::io(&self.data_path, e))?;
+        self.sync_pending_slots()?;
         let sidecar = self.committed.sidecar.clone();
         self.write_sidecar(vault, &sidecar, Durability::Lazy, &[])?;
         self.committed.pending.clear();

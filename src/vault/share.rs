@@ -161,13 +161,8 @@ impl OpenFile {
             sidecar.keys.push(k);
         }
         if !self.detached {
-            if !self.committed.pending.is_empty() {
-                // The new sidecar drops the pending chunks: slots first.
-                self.write_pending_slots()?;
-                self.data
-                    .sync_data()
-                    .map_err(|e| Error::io(&self.data_path, e))?;
-            }
+            // The new sidecar drops the pending chunks: slots first.
+            self.sync_pending_slots()?;
             self.write_sidecar(vault, &sidecar, vault.change_durability(), &[])?;
             self.committed.pending.clear();
             vault.record_all(events)?;
