@@ -686,13 +686,24 @@ impl OpenFile {
         }
         // A file being created already holds its lock (same open file
         // description), as does one with streamed chunks (until now).
-        let _lock = match (self.stream_lock.take(), &self.pending_create) {
+        let lock = match (self.stream_lock.take(), &self.pending_create) {
             (Some(held), _) => Some(held),
             (None, Some(_)) => None,
             (None, None) => {
                 Some(FileLock::exclusive(&self.data).map_err(|e| Error::io(&self.data_path, e))?)
             }
         };
+        let done = self.commit_locked(vault, durability);
+        if done.is_err() && !self.streamed.is_empty() {
+            // The streamed chunks are still not committed: their slots stay
+            // locked until a commit names them.
+            self.stream_lock = lock;
+        }
+        done
+    }
+
+    /// [`OpenFile::commit`] once the file's lock is held.
+    fn commit_locked(&mut self, vault: &Vault, durability: Durability) -> Result<()> {
         // Partly written chunks take their other bytes from the version they
         // were written over (before a concurrent commit is merged in).
         self.materialize_all()?;
