@@ -52,6 +52,20 @@ fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
     (0..n).map(|_| rng.next() as u8).collect()
 }
 
+/// Writes `data` at `off` to the file and to its byte model.
+fn write_both(
+    vault: &Vault,
+    f: &mut coffer::vault::OpenFile,
+    model: &mut Vec<u8>,
+    off: u64,
+    data: &[u8],
+) {
+    f.write(vault, off, data).unwrap();
+    let end = off as usize + data.len();
+    model.resize(model.len().max(end), 0);
+    model[off as usize..end].copy_from_slice(data);
+}
+
 fn check_read(f: &mut coffer::vault::OpenFile, model: &[u8], off: u64, len: usize) {
     let got = f.read(off, len).unwrap();
     let lo = (off as usize).min(model.len());
@@ -78,12 +92,7 @@ fn random_small_writes_reads_and_commits_match_a_model() {
                     let off = rng.below(model.len() as u64 + 5000);
                     let n = 1 + rng.below(5000) as usize;
                     let data = bytes(&mut rng, n);
-                    f.write(&w.vault, off, &data).unwrap();
-                    let end = off as usize + data.len();
-                    if model.len() < end {
-                        model.resize(end, 0);
-                    }
-                    model[off as usize..end].copy_from_slice(&data);
+                    write_both(&w.vault, &mut f, &mut model, off, &data);
                 }
                 6 => {
                     let size = rng.below(model.len() as u64 + CHUNK);
@@ -139,20 +148,14 @@ fn streamed_chunks_read_rewrite_truncate_and_commit_like_a_model() {
                         let z = (2 * CHUNK as usize).min(data.len());
                         data[..z].fill(0);
                     }
-                    f.write(&w.vault, off, &data).unwrap();
-                    let end = off as usize + n;
-                    model.resize(model.len().max(end), 0);
-                    model[off as usize..end].copy_from_slice(&data);
+                    write_both(&w.vault, &mut f, &mut model, off, &data);
                 }
                 5..=6 => {
                     // A small rewrite anywhere (streamed chunks included).
                     let off = rng.below(model.len() as u64 + 100);
                     let n = 1 + rng.below(9000) as usize;
                     let data = bytes(&mut rng, n);
-                    f.write(&w.vault, off, &data).unwrap();
-                    let end = off as usize + data.len();
-                    model.resize(model.len().max(end), 0);
-                    model[off as usize..end].copy_from_slice(&data);
+                    write_both(&w.vault, &mut f, &mut model, off, &data);
                 }
                 7 => {
                     let size = rng.below(model.len() as u64 + CHUNK);

@@ -816,10 +816,12 @@ impl OpenFile {
             let carried: Vec<(u64, &[u8])> = self
                 .committed
                 .valid_pending()
-                .filter(|(idx, c)| {
+                // Valid for the committed version; still named by the new one
+                // if its reference there is unchanged (no second hash).
+                .filter(|(idx, _)| {
+                    let i = *idx as usize;
                     !journaled.iter().any(|(j, _)| j == idx)
-                        && matches!(self.chunks.get(*idx as usize), Some(Some(r))
-                            if r.hash == *blake3::hash(c).as_bytes())
+                        && self.chunks.get(i) == self.committed.sidecar.chunks.get(i)
                 })
                 .collect();
             let carried_bytes: usize = carried.iter().map(|(_, c)| c.len()).sum();
