@@ -11,6 +11,7 @@ mod common;
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use coffer::crypto::Identity;
 use coffer::format;
@@ -46,6 +47,8 @@ fn world(model: &[u8]) -> World {
         "alice",
     )
     .unwrap();
+    // As in a mount (commands leave it off: nothing would fold the chunks back).
+    vault.carry_pending.store(true, Ordering::Relaxed);
     let tree = vault.paths.tree();
     let id = vault.read_dir_record(&tree).unwrap().dir_id;
     let backing = tree.join(vault.encrypt_name(&id, "f".as_ref()).unwrap().name);
@@ -68,12 +71,14 @@ fn world(model: &[u8]) -> World {
 impl World {
     /// A second process on this machine: no caches shared with `self.vault`.
     fn other_process(&self) -> Vault {
-        Vault::open(
+        let v = Vault::open(
             &self.dir.path().join("vault"),
             Identity::from_seed(SEED),
             false,
         )
-        .unwrap()
+        .unwrap();
+        v.carry_pending.store(true, Ordering::Relaxed);
+        v
     }
 
     fn slot(&self, idx: u64) -> Vec<u8> {

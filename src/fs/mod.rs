@@ -221,6 +221,8 @@ pub fn mount(
     let read_only = opts.read_only || vault.read_only;
     let mut vault = vault;
     vault.read_only = read_only;
+    // Its flusher folds pending chunks back into their content files.
+    vault.carry_pending = true.into();
     let prefetch = prefetch::Prefetcher::start(vault.paths.clone());
     let inner = Arc::new(Inner {
         vault: Arc::new(vault),

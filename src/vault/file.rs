@@ -800,6 +800,9 @@ impl OpenFile {
         // sidecar is then the only file to sync (FORMAT.md, "Pending chunks").
         let journaled_bytes: usize = journaled.iter().map(|(_, c)| c.len()).sum();
         let in_sidecar = durability == Durability::Sync
+            && vault
+                .carry_pending
+                .load(std::sync::atomic::Ordering::Relaxed)
             && !self.detached
             && !journaled.is_empty()
             && journaled_bytes <= PENDING_MAX;

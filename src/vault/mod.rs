@@ -47,6 +47,9 @@ pub struct Vault {
     members: RwLock<HashMap<MemberId, MemberRecord>>,
     names: NameCipher,
     pub read_only: bool,
+    /// Durable commits may carry small overwrites in the sidecar (FORMAT.md,
+    /// "Pending chunks"): set by a mount, whose flusher folds them back.
+    pub carry_pending: std::sync::atomic::AtomicBool,
     /// What this machine has seen of each file (rollback and fork detection).
     pub seen: seen::SeenState,
     /// This member's signed history log.
@@ -154,6 +157,7 @@ impl Vault {
             me: admin,
             members: RwLock::new(HashMap::new()),
             read_only: false,
+            carry_pending: Default::default(),
             seen: seen::SeenState::load(&config.vault_id)?,
             log: std::sync::Mutex::new(crate::history::log::LogWriter::new(
                 root.join(crate::store::LOG_DIR),
@@ -221,6 +225,7 @@ impl Vault {
             me,
             members: RwLock::new(HashMap::new()),
             read_only,
+            carry_pending: Default::default(),
             seen,
             log: std::sync::Mutex::new(crate::history::log::LogWriter::new(
                 paths_log, config_id, me_id,
