@@ -228,6 +228,9 @@ fn rsync_merge_of_two_members_edits_is_reported_as_a_fork_and_resolved() {
     ]);
     both.expect_error(2);
     assert!(both.stderr.contains("no conflict copy"), "{both:#?}");
+    // The settlement's sidecar has the size of the one alice's copy holds: in
+    // the same second as bob's edit, `rsync -u` would take them as equal.
+    std::thread::sleep(Duration::from_millis(1100));
     bob.coffer(&[
         OsStr::new("fork"),
         OsStr::new("resolve"),

@@ -48,7 +48,8 @@ pub struct Vault {
     names: NameCipher,
     pub read_only: bool,
     /// Durable commits may carry small overwrites in the sidecar (FORMAT.md,
-    /// "Pending chunks"): set by a mount, whose flusher folds them back.
+    /// "Pending chunks"): set by a mount, whose flusher folds them back; a
+    /// command exits before it could, so it keeps the journal.
     pub carry_pending: std::sync::atomic::AtomicBool,
     /// What this machine has seen of each file (rollback and fork detection).
     pub seen: seen::SeenState,
