@@ -8,7 +8,8 @@ use coffer::crypto::{Identity, PublicIdentity, SecretKey};
 use coffer::format::data::DataHeader;
 use coffer::format::identity::IdentityFile;
 use coffer::format::{
-    self, DirRecord, Journal, LongName, MemberRecord, Sidecar, Signed, VaultConfig,
+    self, DirRecord, Journal, LongName, MemberRecord, ResealJournal, ResealedChunk, Sidecar,
+    Signed, VaultConfig,
 };
 use proptest::prelude::*;
 
@@ -27,6 +28,7 @@ fn decode_everything(bytes: &[u8]) {
     let _ = format::decode_file::<Sidecar>(format::SIDECAR, bytes);
     let _ = format::decode_sidecar(bytes);
     let _ = format::decode_file::<Journal>(format::JOURNAL, bytes);
+    let _ = format::decode_file::<ResealJournal>(format::RESEAL_JOURNAL, bytes);
     let _ = format::decode_file::<LongName>(format::LONG_NAME, bytes);
     let _ = format::decode_file::<IdentityFile>(format::IDENTITY, bytes);
     let _ = format::decode_file::<Signed<coffer::history::log::Checkpoint>>(
@@ -270,6 +272,25 @@ fn write_fuzz_seeds() {
                 file_id: [3; 16],
                 manifest_hash: [4; 32],
                 chunks: vec![(0, vec![5; 100]), (7, vec![6; 40])],
+            },
+        ),
+    );
+    add(
+        "journal",
+        format::encode_file(
+            format::RESEAL_JOURNAL,
+            &ResealJournal {
+                format_version: 1,
+                file_id: [3; 16],
+                manifest_hash: [4; 32],
+                epoch: 2,
+                old_keys: vec![7; 80],
+                chunks: vec![ResealedChunk {
+                    index: 5,
+                    old_epoch: 1,
+                    old_nonce: [8; 24],
+                    new_nonce: [9; 24],
+                }],
             },
         ),
     );

@@ -475,3 +475,106 @@ fn kill_9_during_rotate_and_migrate() {
     assert!(read_all(&m.join("big.bin")).unwrap() == data);
     m.unmount();
 }
+
+/// Every file under `dir` whose name ends in `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_ending(&p, suffix));
+        } else if p.to_string_lossy().ends_with(suffix) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A re-encryption cut inside its slot writes after its commit point (`rotate`
+/// made to abort there, one chunk new up to a page boundary and old after it,
+/// as a `kill -9` inside `write` leaves it): its journal holds how to redo the
+/// chunks, not the chunks (a few KiB for 48 of them); another member reads the
+/// file as before on both sides of the cut, `verify` passes, and a writable
+/// open completes the job (journal gone, every chunk on the new key).
+#[test]
+fn a_reencryption_cut_mid_write_is_redone_from_its_journal() {
+    require_fuse!();
+    let v = TestVault::new(&["alice", "bob"]);
+    let (alice, bob) = (v.member("alice"), v.member("bob"));
+    let root = v.root.to_str().unwrap();
+    let data = pattern(5, 3 << 20);
+    {
+        let m = v.mount("alice");
+        fs::write(m.join("big.bin"), &data).unwrap();
+        m.unmount();
+    }
+    v.as_member(
+        alice,
+        ["grant", "--vault", root, "/big.bin", "bob", "--read"],
+    )
+    .ok();
+    let content: Vec<PathBuf> = files_ending(&v.root.join("tree"), "")
+        .into_iter()
+        .filter(|p| !p.ends_with(".coffer-dir"))
+        .collect();
+    assert_eq!(content.len(), 1, "{content:?}");
+    let content = &content[0];
+    let before = fs::read(content).unwrap();
+
+    let cut_after = (1u64 << 20) + 1000;
+    let out =
+        v.ws.command(&alice.state)
+            .args(["rotate", "--vault", root, "/big.bin", "--identity"])
+            .arg(&alice.key)
+            .env("COFFER_TEST_CRASH_AFTER_SLOT_BYTES", cut_after.to_string())
+            .output()
+            .unwrap();
+    assert!(!out.status.success(), "the rotate was to be cut: {out:?}");
+    let journals = files_ending(&v.root.join("meta"), ".journal");
+    assert_eq!(
+        journals.len(),
+        1,
+        "an interrupted re-encryption leaves its journal"
+    );
+    let journal = fs::read(&journals[0]).unwrap();
+    assert!(journal.starts_with(b"CFRK"), "a re-encryption journal");
+    assert!(
+        journal.len() < 8192,
+        "{} bytes: chunks were copied",
+        journal.len()
+    );
+    // The cut is where it was asked for: new slots before it, old ones after.
+    let cut = fs::read(content).unwrap();
+    assert_eq!(cut.len(), before.len());
+    assert_ne!(cut[..4096 * 4], before[..4096 * 4]);
+    assert_eq!(cut[(2 << 20)..], before[(2 << 20)..]);
+
+    {
+        let m = v.mount("bob");
+        assert!(
+            read_all(&m.join("big.bin")).unwrap() == data,
+            "bob reads as before"
+        );
+        m.unmount();
+    }
+    v.as_member(bob, ["verify", root]).ok();
+    {
+        let m = v.mount("alice");
+        assert!(
+            read_all(&m.join("big.bin")).unwrap() == data,
+            "alice reads as before"
+        );
+        m.unmount();
+    }
+    assert!(!journals[0].exists(), "completed: the journal goes");
+    let done = fs::read(content).unwrap();
+    assert_ne!(
+        done[(2 << 20)..],
+        before[(2 << 20)..],
+        "the tail is re-encrypted too"
+    );
+    v.as_member(alice, ["verify", root]).ok();
+    let m = v.mount("bob");
+    assert!(read_all(&m.join("big.bin")).unwrap() == data);
+    m.unmount();
+}

@@ -30,7 +30,8 @@ use coffer::format::identity::{IdentityFile, IdentitySecret};
 use coffer::format::signed::SignedBody;
 use coffer::format::{
     self, chunks_root, AccessChange, AccessEntry, ChunkRef, DirDefaults, DirRecord, EpochKeys,
-    Journal, Kind, LongName, Manifest, MemberRecord, Right, Sidecar, Signed, VaultConfig,
+    Journal, Kind, LongName, Manifest, MemberRecord, ResealJournal, Right, Sidecar, Signed,
+    VaultConfig,
 };
 use coffer::history::log::{Checkpoint, Event, LogEntry, CHECKPOINT, MAX_LOG};
 use coffer::store::{read_limited, VaultPaths, DIR_RECORD, LONG_NAME_PREFIX, LONG_NAME_SUFFIX};
@@ -588,6 +589,24 @@ fn journal_node(path: &Path, j: &Journal) -> Node {
     }
 }
 
+fn reseal_journal_node(path: &Path, j: &ResealJournal) -> Node {
+    map! {
+        "kind" => "re-encryption journal",
+        "path" => path.display().to_string(),
+        "format_version" => j.format_version,
+        "file_id" => hex(&j.file_id),
+        "manifest_hash" => hex(&j.manifest_hash),
+        "epoch" => j.epoch,
+        "old_keys_sealed_len" => j.old_keys.len(),
+        "chunks" => j.chunks.iter().map(|c| map! {
+            "index" => c.index,
+            "old_epoch" => c.old_epoch,
+            "old_nonce" => hex(&c.old_nonce),
+            "new_nonce" => hex(&c.new_nonce),
+        }).collect::<Vec<_>>(),
+    }
+}
+
 fn dir_record_node(path: &Path, d: &DirRecord, keys: &Keys) -> Node {
     let defaults = d.defaults.as_ref().map(|s: &Signed<DirDefaults>| {
         let body = match decode_body(s) {
@@ -691,6 +710,11 @@ fn record_node(path: &Path, keys: &Keys) -> Result<Node> {
         Ok(journal_node(
             path,
             &format::decode_file(format::JOURNAL, &bytes)?,
+        ))
+    } else if is(format::RESEAL_JOURNAL) {
+        Ok(reseal_journal_node(
+            path,
+            &format::decode_file(format::RESEAL_JOURNAL, &bytes)?,
         ))
     } else if is(format::VAULT_CONFIG) {
         let signed: Signed<VaultConfig> = format::decode_file(format::VAULT_CONFIG, &bytes)?;
@@ -1162,6 +1186,8 @@ fn cmd_sidecar(path: &Path, json: bool) -> Result<()> {
         sidecar_node(path, &s, &pending, &keys)?
     } else if bytes.starts_with(&format::JOURNAL.magic) {
         journal_node(path, &format::decode_file(format::JOURNAL, &bytes)?)
+    } else if bytes.starts_with(&format::RESEAL_JOURNAL.magic) {
+        reseal_journal_node(path, &format::decode_file(format::RESEAL_JOURNAL, &bytes)?)
     } else {
         return Err(Error::corrupt(
             "file sidecar",

@@ -194,6 +194,91 @@ pub fn reseal_in_place(
     true
 }
 
+/// What a re-encryption journal records of one chunk (FORMAT.md, "Re-encryption
+/// journal"): enough to redo its re-encryption from whatever its slot holds.
+pub struct Reseal<'a> {
+    pub file_id: &'a [u8; 16],
+    pub index: u64,
+    pub old: &'a SecretKey,
+    pub old_nonce: [u8; NONCE_LEN],
+    pub new: &'a SecretKey,
+    pub new_epoch: u32,
+    pub new_nonce: [u8; NONCE_LEN],
+}
+
+/// Cut points a buffered write can leave inside a slot: a `write` cut short (a
+/// fatal signal stops it between pages) ends at a 4 KiB boundary of the file.
+pub const TEAR_GRANULE: u64 = 4096;
+
+/// The XChaCha20 keystream of `key` and `nonce` XORed into `body`, from where
+/// the AEAD starts encrypting (block 1; block 0 keys Poly1305). No tag check:
+/// callers accept the result only through a signed hash.
+fn xor_keystream(key: &SecretKey, nonce: &[u8; NONCE_LEN], body: &mut [u8]) {
+    let mut c = chacha20::XChaCha20::new(key.as_bytes().into(), nonce.into());
+    c.seek(64u64);
+    c.apply_keystream(body);
+}
+
+/// Redoes a re-encryption a crash interrupted. `slot` is what the content file
+/// holds at `slot_offset` (the old stored chunk, the new one, or new bytes up to
+/// a [`TEAR_GRANULE`] boundary and old ones after it); the new stored chunk is
+/// `r.new_nonce` sealed under `r.new` over the chunk's plaintext, which each
+/// byte yields under the keystream of the version it belongs to. Returns the new
+/// stored chunk if a cut point gives one whose BLAKE3 is `want` (the signed
+/// chunk list's hash): nothing else is accepted, so a damaged slot or a forged
+/// journal yields `None`, never other content.
+pub fn recover_resealed(
+    r: &Reseal<'_>,
+    slot: &[u8],
+    slot_offset: u64,
+    plain_len: usize,
+    want: &[u8; 32],
+) -> Option<Vec<u8>> {
+    let stored_len = plain_len + OVERHEAD;
+    let mut body = zeroize::Zeroizing::new(vec![0u8; plain_len]);
+    let have = slot
+        .len()
+        .min(stored_len)
+        .saturating_sub(NONCE_LEN)
+        .min(plain_len);
+    body[..have].copy_from_slice(&slot[NONCE_LEN..NONCE_LEN + have]);
+    let mut under_new = body.clone();
+    xor_keystream(r.new, &r.new_nonce, &mut under_new);
+    let mut under_old = body;
+    xor_keystream(r.old, &r.old_nonce, &mut under_old);
+    // Cut points within the slot, as offsets into the stored chunk: none (all
+    // old), every file-page boundary inside it, all new.
+    let first = (slot_offset / TEAR_GRANULE + 1) * TEAR_GRANULE;
+    let cuts = std::iter::once(0)
+        .chain(
+            (first..slot_offset + stored_len as u64)
+                .step_by(TEAR_GRANULE as usize)
+                .map(|p| (p - slot_offset) as usize),
+        )
+        .chain(std::iter::once(stored_len));
+    let mut framed = zeroize::Zeroizing::new(Vec::with_capacity(stored_len));
+    for cut in cuts {
+        let new_bytes = cut.saturating_sub(NONCE_LEN).min(plain_len);
+        framed.clear();
+        framed.extend_from_slice(&[0; NONCE_LEN]);
+        framed.extend_from_slice(&under_new[..new_bytes]);
+        framed.extend_from_slice(&under_old[new_bytes..]);
+        let sealed = seal_framed(
+            r.new,
+            r.file_id,
+            r.new_epoch,
+            r.index,
+            std::mem::take(&mut *framed),
+            r.new_nonce,
+        );
+        if blake3::hash(&sealed).as_bytes() == want {
+            return Some(sealed);
+        }
+        *framed = sealed;
+    }
+    None
+}
+
 /// Decrypts one stored chunk; `None` when it fails authentication.
 pub fn open(
     key: &SecretKey,
@@ -324,6 +409,52 @@ mod tests {
         }
         let sealed = seal_owned(&key(), &[1; 16], 2, 9, b"abc".to_vec());
         assert_eq!(open(&key(), &[1; 16], 2, 9, &sealed).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn an_interrupted_reseal_is_redone_from_any_cut_of_its_slot() {
+        let new = SecretKey::from_bytes([0x44; 32]);
+        let file_id = [9u8; 16];
+        let plain: Vec<u8> = (0..65536u32).map(|i| (i * 7 % 251) as u8).collect();
+        let old_stored = seal_with_nonce(&key(), &file_id, 1, 6, &plain, [0x55; 24]);
+        let new_stored = seal_with_nonce(&new, &file_id, 2, 6, &plain, [0x66; 24]);
+        let want = *blake3::hash(&new_stored).as_bytes();
+        let r = Reseal {
+            file_id: &file_id,
+            index: 6,
+            old: &key(),
+            old_nonce: [0x55; 24],
+            new: &new,
+            new_epoch: 2,
+            new_nonce: [0x66; 24],
+        };
+        // The slot of chunk 6 in a content file with a 32-byte header.
+        let at = 32 + 6 * (65536 + OVERHEAD as u64);
+        let len = plain.len();
+        let got = |slot: &[u8]| recover_resealed(&r, slot, at, len, &want);
+        assert_eq!(got(&old_stored).as_deref(), Some(&new_stored[..]));
+        assert_eq!(got(&new_stored).as_deref(), Some(&new_stored[..]));
+        let mut cuts = 0;
+        for page in (at / 4096 + 1)..(at + new_stored.len() as u64).div_ceil(4096) {
+            let cut = (page * 4096 - at) as usize;
+            let mut torn = new_stored[..cut].to_vec();
+            torn.extend_from_slice(&old_stored[cut..]);
+            assert_eq!(got(&torn).as_deref(), Some(&new_stored[..]), "cut at {cut}");
+            cuts += 1;
+        }
+        assert_eq!(cuts, 16);
+        // Not at a page boundary, a flipped byte, the wrong old key, a short
+        // slot: nothing is made up.
+        let mut odd = new_stored[..1000].to_vec();
+        odd.extend_from_slice(&old_stored[1000..]);
+        assert_eq!(got(&odd), None);
+        let mut flipped = old_stored.clone();
+        flipped[5000] ^= 1;
+        assert_eq!(got(&flipped), None);
+        let other = SecretKey::from_bytes([0x77; 32]);
+        let wrong = Reseal { old: &other, ..r };
+        assert_eq!(recover_resealed(&wrong, &old_stored, at, len, &want), None);
+        assert_eq!(got(&old_stored[..30000]), None);
     }
 
     #[test]

@@ -59,6 +59,12 @@ pub const JOURNAL: Kind = Kind {
     magic: *b"CFRJ",
     max_len: 256 << 20,
 };
+/// At the journal's path, told apart by its magic.
+pub const RESEAL_JOURNAL: Kind = Kind {
+    name: "re-encryption journal",
+    magic: *b"CFRK",
+    max_len: 4 << 20,
+};
 pub const LONG_NAME: Kind = Kind {
     name: "long name",
     magic: *b"CFRN",

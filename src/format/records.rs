@@ -303,6 +303,31 @@ pub struct Journal {
     pub chunks: Vec<(u64, Vec<u8>)>,
 }
 
+/// `meta/<aa>/<file id>.journal` of a re-encryption (`rotate`, `migrate`), in
+/// place of a [`Journal`]: not the new chunks but what redoes them from their
+/// slots, whichever version (or cut of both) a crash left there.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResealJournal {
+    pub format_version: u16,
+    pub file_id: [u8; 16],
+    /// Hash of the signed manifest the re-encrypted chunks belong to.
+    pub manifest_hash: [u8; 32],
+    /// The key epoch the chunks were re-encrypted to.
+    pub epoch: u32,
+    /// The keys of the epochs they came from, sealed under the key of `epoch`
+    /// as `EpochKeys::earlier` is (the sidecar may no longer hold them).
+    pub old_keys: Vec<u8>,
+    pub chunks: Vec<ResealedChunk>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResealedChunk {
+    pub index: u64,
+    pub old_epoch: u32,
+    pub old_nonce: [u8; 24],
+    pub new_nonce: [u8; 24],
+}
+
 /// A journal to write, borrowing its chunks (encodes exactly as [`Journal`]).
 #[derive(Serialize)]
 pub struct JournalRef<'a> {
@@ -426,6 +451,37 @@ pub fn chunks_root(chunks: &[Option<ChunkRef>]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reseal_journal_bytes_are_pinned() {
+        let j = ResealJournal {
+            format_version: 1,
+            file_id: [1; 16],
+            manifest_hash: [2; 32],
+            epoch: 3,
+            old_keys: vec![4; 2],
+            chunks: vec![ResealedChunk {
+                index: 300,
+                old_epoch: 2,
+                old_nonce: [5; 24],
+                new_nonce: [6; 24],
+            }],
+        };
+        let bytes = crate::format::encode_file(crate::format::RESEAL_JOURNAL, &j);
+        // magic, version 1, file id, manifest hash, epoch, old keys (length
+        // then bytes), one chunk: index 300 as a varint, old epoch, nonces.
+        let mut want = b"CFRK\x01".to_vec();
+        want.extend([1; 16]);
+        want.extend([2; 32]);
+        want.extend([3, 2, 4, 4, 1, 0xac, 0x02, 2]);
+        want.extend([5; 24]);
+        want.extend([6; 24]);
+        assert_eq!(bytes, want);
+        let back: ResealJournal =
+            crate::format::decode_file(crate::format::RESEAL_JOURNAL, &bytes).unwrap();
+        assert_eq!(back.chunks, j.chunks);
+        assert_eq!(back.old_keys, j.old_keys);
+    }
 
     /// The journal as it was encoded before `chunks_as_bytes`.
     #[derive(Serialize, Deserialize)]

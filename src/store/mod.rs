@@ -6,12 +6,14 @@
 //! VAULT/members/<id>.member        signed member records
 //! VAULT/meta/<aa>/<file id>.meta   per-file sidecar (keys, access list, manifest)
 //! VAULT/meta/<aa>/<file id>.journal  redo journal of an interrupted commit
+//!                                  (or of a re-encryption: how to redo it)
 //! VAULT/tree/...                   the encrypted tree: one backing entry per file
 //! VAULT/log/                       reserved for the signed history
 //! ```
 
 pub mod advise;
 pub mod atomic;
+pub mod crash_point;
 pub mod lock;
 pub mod reaper;
 pub mod sync;

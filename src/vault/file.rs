@@ -17,8 +17,8 @@ use crate::crypto::{chunk, wrap, SecretKey};
 use crate::error::{Error, Result};
 use crate::format::data::{DataHeader, Layout};
 use crate::format::{
-    self, AccessChange, ChunkRef, EpochKeys, Journal, Manifest, PendingChunks, Sidecar, Signed,
-    FORMAT_VERSION,
+    self, AccessChange, ChunkRef, EpochKeys, Journal, Manifest, PendingChunks, ResealJournal,
+    Sidecar, Signed, FORMAT_VERSION,
 };
 use crate::history;
 use crate::history::log::Event;
@@ -754,7 +754,16 @@ impl OpenFile {
             .map(|&(idx, run, lo, hi)| (idx, &runs[run].1[lo..hi]))
             .collect();
         let writes: Vec<(u64, &[u8])> = runs.iter().map(|(at, b)| (*at, &b[..])).collect();
-        self.finish_commit(vault, epoch, &key, &refs, &writes, durability, wrote_before)
+        self.finish_commit(
+            vault,
+            epoch,
+            &key,
+            &refs,
+            None,
+            &writes,
+            durability,
+            wrote_before,
+        )
     }
 
     /// The rest of a commit once every changed chunk is sealed and `self.chunks`
@@ -770,6 +779,7 @@ impl OpenFile {
         epoch: u32,
         key: &SecretKey,
         journaled: &[(u64, &[u8])],
+        redo: Option<&Redo<'_>>,
         writes: &[(u64, &[u8])],
         durability: Durability,
         wrote_before: bool,
@@ -836,8 +846,23 @@ impl OpenFile {
             new_pending.sort_by_key(|(i, _)| *i);
         }
         let journal_path = vault.paths.journal(&self.file_id);
-        let has_journal = !journaled.is_empty() && !self.detached && !in_sidecar;
-        if has_journal {
+        let has_journal =
+            (!journaled.is_empty() || redo.is_some()) && !self.detached && !in_sidecar;
+        if let Some(redo) = redo.filter(|_| has_journal) {
+            let j = format::ResealJournal {
+                format_version: FORMAT_VERSION,
+                file_id: self.file_id,
+                manifest_hash: manifest.hash(),
+                epoch,
+                old_keys: redo.old_keys.clone(),
+                chunks: redo.chunks.to_vec(),
+            };
+            crate::store::atomic::atomic_write_parts(
+                &journal_path,
+                &[&format::encode_file(format::RESEAL_JOURNAL, &j)],
+                durability,
+            )?;
+        } else if has_journal {
             let j = format::JournalRef {
                 format_version: FORMAT_VERSION,
                 file_id: self.file_id,
@@ -893,11 +918,8 @@ impl OpenFile {
             let refs: Vec<(u64, &[u8])> = new_pending.iter().map(|(i, c)| (*i, &c[..])).collect();
             self.write_sidecar(vault, &sidecar, durability, &refs)?;
         }
-        for (at, bytes) in writes {
-            self.data
-                .write_all_at(bytes, *at)
-                .map_err(|e| Error::io(&self.data_path, e))?;
-        }
+        crate::store::crash_point::write_slot_runs(&self.data, writes)
+            .map_err(|e| Error::io(&self.data_path, e))?;
         if stored_len < cur_len {
             self.data
                 .set_len(stored_len)
@@ -1177,25 +1199,44 @@ impl OpenFile {
             Err(Error::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let journal: Journal = match format::decode_file(format::JOURNAL, &bytes)
-            .and_then(|j: Journal| format::check_version(j.format_version).map(|_| j))
-        {
+        let resealed = bytes.starts_with(&format::RESEAL_JOURNAL.magic);
+        let decoded = if resealed {
+            format::decode_file(format::RESEAL_JOURNAL, &bytes)
+                .and_then(|j: ResealJournal| format::check_version(j.format_version).map(|_| j))
+                .map(|j| (j.file_id, j.manifest_hash, Err(j)))
+        } else {
+            format::decode_file(format::JOURNAL, &bytes)
+                .and_then(|j: Journal| format::check_version(j.format_version).map(|_| j))
+                .map(|j| (j.file_id, j.manifest_hash, Ok(j.chunks)))
+        };
+        let (file_id, manifest_hash, chunks) = match decoded {
             Ok(j) => j,
             Err(e) => {
                 log::warn!("{}: ignoring unreadable journal: {e}", self.display);
                 return Ok(());
             }
         };
-        if journal.file_id != self.file_id
-            || journal.manifest_hash != self.committed.sidecar.manifest.hash()
-        {
+        if file_id != self.file_id || manifest_hash != self.committed.sidecar.manifest.hash() {
             // A journal of a commit that never reached its commit point.
             if self.writable && !vault.read_only {
                 let _ = std::fs::remove_file(&path);
             }
             return Ok(());
         }
-        for (idx, stored) in journal.chunks {
+        let chunks = match chunks {
+            Ok(chunks) => chunks,
+            Err(reseal) => match self.redo_reseal(&reseal) {
+                Some(chunks) => chunks,
+                None => {
+                    log::warn!(
+                        "{}: an interrupted re-encryption needs the file's key to be completed: open it as one of its readers",
+                        self.display
+                    );
+                    return Ok(());
+                }
+            },
+        };
+        for (idx, stored) in chunks {
             let Some(Some(r)) = self.chunks.get(idx as usize) else {
                 continue;
             };
@@ -1222,6 +1263,72 @@ impl OpenFile {
         }
         Ok(())
     }
+}
+
+impl OpenFile {
+    /// The new stored chunks of an interrupted re-encryption that its slots do
+    /// not hold yet, redone from what they hold ([`chunk::recover_resealed`]);
+    /// `None` without the key of its epoch (not a reader). A chunk that cannot
+    /// be redone is left out: reading it is then an integrity failure.
+    fn redo_reseal(&self, j: &ResealJournal) -> Option<Vec<(u64, Vec<u8>)>> {
+        let new = self.keys.get(&j.epoch)?;
+        let mut keys: HashMap<u32, SecretKey> =
+            super::share::open_earlier(new, &self.file_id, j.epoch, &j.old_keys)
+                .map(|k| k.into_iter().collect())
+                .unwrap_or_else(|e| {
+                    log::warn!("{}: re-encryption journal: {e}", self.display);
+                    HashMap::new()
+                });
+        for (e, k) in &self.keys {
+            keys.entry(*e).or_insert_with(|| k.clone());
+        }
+        let mut out = Vec::new();
+        for c in &j.chunks {
+            let Some(Some(r)) = self.chunks.get(c.index as usize) else {
+                continue;
+            };
+            if r.epoch != j.epoch {
+                continue;
+            }
+            let Some(old) = keys.get(&c.old_epoch) else {
+                continue;
+            };
+            let plain_len = self.stored_plain_len(c.index);
+            let at = self.layout.slot_offset(c.index);
+            let mut slot = vec![0u8; plain_len + chunk::OVERHEAD];
+            let got = read_full_at(&self.data, &mut slot, at).unwrap_or(0);
+            slot.truncate(got);
+            if *blake3::hash(&slot).as_bytes() == r.hash {
+                continue;
+            }
+            let redo = chunk::Reseal {
+                file_id: &self.file_id,
+                index: c.index,
+                old,
+                old_nonce: c.old_nonce,
+                new,
+                new_epoch: j.epoch,
+                new_nonce: c.new_nonce,
+            };
+            match chunk::recover_resealed(&redo, &slot, at, plain_len, &r.hash) {
+                Some(stored) => out.push((c.index, stored)),
+                None => log::warn!(
+                    "{}: chunk {} of an interrupted re-encryption cannot be redone from its slot",
+                    self.display,
+                    c.index
+                ),
+            }
+        }
+        Some(out)
+    }
+}
+
+/// A re-encryption's journal (FORMAT.md, "Re-encryption journal"): how to redo
+/// each chunk from its slot, and the keys of the epochs they came from sealed
+/// under the new one.
+pub(super) struct Redo<'a> {
+    pub chunks: &'a [format::ResealedChunk],
+    pub old_keys: Vec<u8>,
 }
 
 /// Seals plaintext chunks (on several threads): `(index, stored, BLAKE3 of stored)`.

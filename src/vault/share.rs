@@ -14,12 +14,12 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::file::{load_committed, stamp_of, unwrap_keys, OpenFile};
+use super::file::{load_committed, stamp_of, unwrap_keys, OpenFile, Redo};
 use super::Vault;
 use crate::access::{self, AccessState};
 use crate::crypto::{MemberId, SecretKey};
 use crate::error::{Error, Result};
-use crate::format::{AccessChange, EpochKeys, MemberRecord, Right, Sidecar};
+use crate::format::{AccessChange, EpochKeys, MemberRecord, ResealedChunk, Right, Sidecar};
 use crate::store::lock::FileLock;
 use crate::store::Durability;
 
@@ -442,15 +442,27 @@ impl OpenFile {
             let next = self.stale_batch(from, cur, per_batch);
             let resealer = (!next.is_empty()).then(|| self.resealer(&data));
             let mut spare = std::mem::take(&mut pool);
-            let slot = self.layout.slot_size() as usize;
-            let mut journaled: Vec<(u64, &[u8])> = Vec::with_capacity(sealed.batch.len());
-            let mut writes: Vec<(u64, &[u8])> = Vec::with_capacity(sealed.runs.len());
-            for (start, buf) in &sealed.runs {
-                writes.push((self.layout.slot_offset(*start), &buf[..]));
-                for (k, stored) in buf.chunks(slot).enumerate() {
-                    journaled.push((start + k as u64, stored));
-                }
+            let writes: Vec<(u64, &[u8])> = sealed
+                .runs
+                .iter()
+                .map(|(start, buf)| (self.layout.slot_offset(*start), &buf[..]))
+                .collect();
+            // Not the new chunks (a second copy of the batch) but what redoes
+            // them from their slots, with the keys they came from.
+            let mut old_epochs: Vec<u32> = sealed.redo.iter().map(|r| r.old_epoch).collect();
+            old_epochs.sort_unstable();
+            old_epochs.dedup();
+            let mut old_keys = Vec::with_capacity(old_epochs.len());
+            for e in old_epochs {
+                let k = self.keys.get(&e).ok_or_else(|| {
+                    Error::AccessDenied(format!("{}: no key for epoch {e}", self.display))
+                })?;
+                old_keys.push((e, k.clone()));
             }
+            let redo = Redo {
+                chunks: &sealed.redo,
+                old_keys: seal_earlier(&key, &self.file_id, cur, &old_keys),
+            };
             let (committed, next_sealed) = std::thread::scope(|scope| {
                 let key2 = key.clone();
                 let spare = &mut spare;
@@ -458,14 +470,13 @@ impl OpenFile {
                 let committed =
                     // Every chunk of a batch overwrites a committed one: nothing
                     // goes into free slots before the commit point.
-                    self.finish_commit(vault, cur, &key, &journaled, &writes, Durability::Lazy, false);
+                    self.finish_commit(vault, cur, &key, &[], Some(&redo), &writes, Durability::Lazy, false);
                 let next_sealed = worker
                     .map(|w| w.join().expect("a re-encryption worker panicked"))
                     .transpose();
                 (committed, next_sealed)
             });
             committed?;
-            drop(journaled);
             drop(writes);
             pool.append(&mut spare);
             pool.extend(sealed.runs.into_iter().map(|(_, b)| b));
@@ -532,6 +543,8 @@ struct Resealed {
     batch: Vec<u64>,
     runs: Vec<(u64, Vec<u8>)>,
     hashes: Vec<(u64, [u8; 32])>,
+    /// What a crash part-way through writing the batch back is redone from.
+    redo: Vec<ResealedChunk>,
 }
 
 struct Resealer<'a> {
@@ -589,7 +602,7 @@ impl Resealer<'_> {
                 work.push((*start + k as u64, stored));
             }
         }
-        let one = |(idx, stored): &mut (u64, &mut [u8])| -> Result<(u64, [u8; 32])> {
+        let one = |(idx, stored): &mut (u64, &mut [u8])| -> Result<(u64, [u8; 32], ResealedChunk)> {
             let idx = *idx;
             let r = self.chunks[idx as usize].expect("only stored chunks are stale");
             if *blake3::hash(stored).as_bytes() != r.hash {
@@ -608,6 +621,8 @@ impl Resealer<'_> {
             let old = self.keys.get(&r.epoch).ok_or_else(|| {
                 Error::AccessDenied(format!("{}: no key for epoch {}", self.display, r.epoch))
             })?;
+            let nonce = |s: &[u8]| -> [u8; 24] { s[..24].try_into().expect("a stored chunk") };
+            let old_nonce = nonce(stored);
             if !crate::crypto::chunk::reseal_in_place(
                 old,
                 r.epoch,
@@ -622,7 +637,13 @@ impl Resealer<'_> {
                     self.display
                 )));
             }
-            Ok((idx, *blake3::hash(stored).as_bytes()))
+            let redo = ResealedChunk {
+                index: idx,
+                old_epoch: r.epoch,
+                old_nonce,
+                new_nonce: nonce(stored),
+            };
+            Ok((idx, *blake3::hash(stored).as_bytes(), redo))
         };
         // The chunks are independent: split them over the cores.
         let workers = std::thread::available_parallelism()
@@ -648,10 +669,15 @@ impl Resealer<'_> {
             })?
         };
         drop(work);
+        let (hashes, redo) = hashes
+            .into_iter()
+            .map(|(idx, hash, redo)| ((idx, hash), redo))
+            .unzip();
         Ok(Resealed {
             batch,
             runs,
             hashes,
+            redo,
         })
     }
 }
