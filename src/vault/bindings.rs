@@ -222,7 +222,10 @@ impl BindingIndex {
     /// before it is applied; a log shorter than what was seen is reported by
     /// every refresh, not only the first.
     pub fn refresh(&mut self, vault: &super::Vault) -> Result<()> {
-        self.refreshed_at = Some(std::time::Instant::now());
+        // Only a refresh that found nothing wrong lets the next ones within
+        // `RECENT` skip their look: a rolled-back log fails every open.
+        self.refreshed_at = None;
+        let started = std::time::Instant::now();
         let log_dir = vault.paths.log();
         for (id, ed25519) in vault.member_keys() {
             let path = crate::history::log::log_path(&log_dir, &id);
@@ -258,6 +261,7 @@ impl BindingIndex {
             let at = self.applied.get(&id).copied().unwrap_or_default();
             check_log_against_seen(vault, &id, at.entries, &[], at, true)?;
         }
+        self.refreshed_at = Some(started);
         Ok(())
     }
 
@@ -396,9 +400,18 @@ impl super::Vault {
             return Ok(());
         }
         let parent_id = self.read_dir_record(parent)?.dir_id;
+        let name = std::os::unix::ffi::OsStrExt::as_bytes(name);
         let mut idx = crate::lock(&self.bindings);
-        idx.refresh(self)?;
-        match idx.check(id, &parent_id, std::os::unix::ffi::OsStrExt::as_bytes(name)) {
+        // The logs as of a moment ago (opens of many files in a row share one
+        // look at them); a mismatch is reported only against the logs as they
+        // are now.
+        let looked = idx.refresh_recent(self)?;
+        let mut binding = idx.check(id, &parent_id, name);
+        if binding == Binding::Mismatch && !looked {
+            idx.refresh(self)?;
+            binding = idx.check(id, &parent_id, name);
+        }
+        match binding {
             Binding::Matches | Binding::Unknown | Binding::Stale => Ok(()),
             Binding::Mismatch => Err(Error::integrity(format!(
                 "{display}: this entry holds a file the signed history never put here (swapped or renamed outside coffer)"
