@@ -15,12 +15,15 @@ use crate::store::Durability;
 impl Inner {
     /// Returns the shared state of an inode, opening the file if needed.
     fn open_state(&self, ino: u64, path: &Path) -> FsResult<Arc<OpenState>> {
-        if let Some(st) = crate::lock(&self.open).get(&ino).cloned() {
+        if let Some(st) = self.pin_existing(ino) {
             let mut f = crate::lock(&st.file);
             // Pick up another mount's commit if we hold nothing unwritten.
-            f.refresh(&self.vault)
-                .map_err(|e| self.fail(&format!("open {}", self.display(path)), e))?;
+            let refreshed = f.refresh(&self.vault);
             drop(f);
+            if let Err(e) = refreshed {
+                self.unpin(ino, &st);
+                return Err(self.fail(&format!("open {}", self.display(path)), e));
+            }
             return Ok(st);
         }
         let file = match self.vault.open_file(path, self.display(path)) {
@@ -56,7 +59,40 @@ impl Inner {
             opens: 0.into(),
         });
         let mut open = crate::lock(&self.open);
-        Ok(open.entry(ino).or_insert(st).clone())
+        let st = open.entry(ino).or_insert(st).clone();
+        st.opens.fetch_add(1, Ordering::SeqCst);
+        Ok(st)
+    }
+
+    /// The open state of `ino` if there is one, pinned: counted in `opens`
+    /// under the map's lock, so that a release of its last handle (or the
+    /// flusher) cannot drop it from the map between the lookup and the count
+    /// (an open handle on a state no longer in the map would miss an unlink's
+    /// detach). [`Inner::unpin`] undoes it.
+    fn pin_existing(&self, ino: u64) -> Option<Arc<OpenState>> {
+        let open = crate::lock(&self.open);
+        let st = open.get(&ino).cloned()?;
+        st.opens.fetch_add(1, Ordering::SeqCst);
+        Some(st)
+    }
+
+    /// Drops one pin (an open handle, or a pin taken for one operation); the
+    /// last drops the state unless it was pinned again meanwhile or data is
+    /// pending for a file that still has a name (unwritten, or chunks its
+    /// sidecar carries until the flusher settles them).
+    fn unpin(&self, ino: u64, st: &Arc<OpenState>) {
+        if st.opens.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        let mut open = crate::lock(&self.open);
+        let keep = {
+            let f = crate::lock(&st.file);
+            (f.is_dirty() || f.has_pending()) && !f.detached
+        };
+        let same = open.get(&ino).is_some_and(|cur| Arc::ptr_eq(cur, st));
+        if same && st.opens.load(Ordering::SeqCst) == 0 && !keep {
+            open.remove(&ino);
+        }
     }
 
     /// Whether `path` no longer names inode `ino`.
@@ -76,18 +112,49 @@ impl Inner {
         }
         self.prefetch.opening(&path);
         let st = self.open_state(ino, &path)?;
+        let checked = self.check_open(&st, ino, &path, flags, write);
+        let keep_cache = match checked {
+            Ok(keep) => keep,
+            Err(e) => {
+                self.unpin(ino, &st);
+                return Err(e);
+            }
+        };
+        let fh = self.new_handle(Handle::File {
+            ino,
+            state: st,
+            write,
+            append: flags & libc::O_APPEND != 0,
+        });
+        let mut fl = FopenFlags::empty();
+        if keep_cache {
+            fl |= FopenFlags::FOPEN_KEEP_CACHE;
+        }
+        Ok((fh, fl))
+    }
+
+    /// What `open` checks and does once the state is pinned: the rights the
+    /// flags need, `O_TRUNC`; returns whether the kernel may keep its cache.
+    fn check_open(
+        &self,
+        st: &OpenState,
+        ino: u64,
+        path: &Path,
+        flags: i32,
+        write: bool,
+    ) -> FsResult<bool> {
         let keep_cache = {
             let f = crate::lock(&st.file);
             if !f.can_read(&self.vault) {
                 log::info!(
                     "open {}: denied, {} holds no read right",
-                    self.display(&path),
+                    self.display(path),
                     self.vault.me.member_id()
                 );
                 return Err(libc::EACCES);
             }
             if write && !f.can_update(&self.vault) {
-                log::info!("open {}: denied, no update right", self.display(&path));
+                log::info!("open {}: denied, no update right", self.display(path));
                 return Err(libc::EACCES);
             }
             let version = f.sidecar().manifest.hash();
@@ -109,18 +176,7 @@ impl Inner {
             f.truncate(&self.vault, 0)
                 .map_err(|e| self.fail("truncate on open", e))?;
         }
-        st.opens.fetch_add(1, Ordering::SeqCst);
-        let fh = self.new_handle(Handle::File {
-            ino,
-            state: st,
-            write,
-            append: flags & libc::O_APPEND != 0,
-        });
-        let mut fl = FopenFlags::empty();
-        if keep_cache {
-            fl |= FopenFlags::FOPEN_KEEP_CACHE;
-        }
-        Ok((fh, fl))
+        Ok(keep_cache)
     }
 
     pub fn create(
@@ -231,19 +287,7 @@ impl Inner {
             return Ok(());
         };
         let result = self.commit(state, Durability::Lazy);
-        if state.opens.fetch_sub(1, Ordering::SeqCst) == 1 {
-            let mut open = crate::lock(&self.open);
-            // Drop the state unless someone reopened it meanwhile or data is
-            // pending for a file that still has a name (unwritten, or chunks
-            // its sidecar carries until the flusher settles them).
-            let keep = {
-                let f = crate::lock(&state.file);
-                (f.is_dirty() || f.has_pending()) && !f.detached
-            };
-            if state.opens.load(Ordering::SeqCst) == 0 && !keep {
-                open.remove(ino);
-            }
-        }
+        self.unpin(*ino, state);
         result
     }
 
@@ -252,25 +296,22 @@ impl Inner {
         if self.vault.read_only {
             return Err(libc::EROFS);
         }
-        let open = crate::lock(&self.open).get(&ino).cloned();
-        let st = match open {
+        // Pinned for the call (an unlinked file's state is found by inode).
+        let st = match self.pin_existing(ino) {
             Some(st) => st,
             None => self.open_state(ino, &self.path_of(ino)?)?,
         };
         let mut f = crate::lock(&st.file);
-        if !f.can_update(&self.vault) {
-            return Err(libc::EACCES);
-        }
-        let display = f.display.clone();
-        f.truncate(&self.vault, size)
-            .map_err(|e| self.fail(&format!("truncate {display}"), e))?;
-        let r = f
-            .commit(&self.vault, Durability::Lazy)
-            .map_err(|e| self.fail(&format!("truncate {display}"), e));
+        let r = if !f.can_update(&self.vault) {
+            Err(libc::EACCES)
+        } else {
+            let display = f.display.clone();
+            f.truncate(&self.vault, size)
+                .and_then(|()| f.commit(&self.vault, Durability::Lazy))
+                .map_err(|e| self.fail(&format!("truncate {display}"), e))
+        };
         drop(f);
-        if st.opens.load(Ordering::SeqCst) == 0 {
-            crate::lock(&self.open).remove(&ino);
-        }
+        self.unpin(ino, &st);
         r
     }
 
