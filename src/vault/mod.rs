@@ -292,8 +292,12 @@ impl Vault {
                 return Ok(());
             }
             let all = std::mem::take(&mut *pending);
-            // Still under the pending lock: batches reach the log in order.
-            return self.append_now(all);
+            // The log is taken before the pending lock is let go, so batches
+            // reach it in order; the other workers go on queueing while this
+            // one signs thousands of entries.
+            let log = crate::lock(&self.log);
+            drop(pending);
+            return self.append_with(log, all);
         }
         self.append_now(events)
     }
@@ -312,7 +316,15 @@ impl Vault {
     /// it has seen them; but only when they extend what it saw (else a fork of
     /// this member's log would be papered over: the refresh checks that case).
     fn append_now(&self, events: Vec<crate::history::log::Event>) -> Result<()> {
-        let mut log = crate::lock(&self.log);
+        self.append_with(crate::lock(&self.log), events)
+    }
+
+    /// [`Vault::append_now`] with the log already taken.
+    fn append_with(
+        &self,
+        mut log: std::sync::MutexGuard<'_, crate::history::log::LogWriter>,
+        events: Vec<crate::history::log::Event>,
+    ) -> Result<()> {
         let (before, after) = log.append_all(&self.me, events.clone())?;
         // We just signed these: the binding index takes them as they are instead
         // of reading and verifying them back on the next open (lock order: log,
