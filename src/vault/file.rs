@@ -1283,7 +1283,13 @@ impl OpenFile {
             keys.entry(*e).or_insert_with(|| k.clone());
         }
         let mut out = Vec::new();
+        // Each index once: a planted journal naming one chunk many times must
+        // not multiply the work of every open.
+        let mut done = std::collections::HashSet::new();
         for c in &j.chunks {
+            if !done.insert(c.index) {
+                continue;
+            }
             let Some(Some(r)) = self.chunks.get(c.index as usize) else {
                 continue;
             };

@@ -561,7 +561,7 @@ struct Resealer<'a> {
 
 impl Resealer<'_> {
     /// Reads the committed chunks `batch` (ascending, each stored on an old
-    /// epoch), checks each against the manifest and re-encrypts it in place
+    /// epoch; each worker reads its own), checks each against the manifest and re-encrypts it in place
     /// under `key` (epoch `epoch`) with a fresh nonce. Buffers come from `pool`.
     fn run(
         &self,
@@ -580,19 +580,10 @@ impl Resealer<'_> {
             while j < batch.len() && batch[j] == batch[j - 1] + 1 {
                 j += 1;
             }
-            let at = self.layout.slot_offset(batch[i]);
             let len = (j - i - 1) * slot + stored_len(batch[j - 1]);
             let mut buf = pool.pop().unwrap_or_default();
             // Every byte is read over: zero only what a reused buffer lacks.
             buf.resize(len, 0);
-            let got = super::file::read_full_at(self.data, &mut buf, at)
-                .map_err(|e| Error::io(&self.data_path, e))?;
-            if got != len {
-                return Err(Error::integrity(format!(
-                    "{}: content file is shorter than the signed manifest says (truncated)",
-                    self.display
-                )));
-            }
             runs.push((batch[i], buf));
             i = j;
         }
@@ -604,6 +595,16 @@ impl Resealer<'_> {
         }
         let one = |(idx, stored): &mut (u64, &mut [u8])| -> Result<(u64, [u8; 32], ResealedChunk)> {
             let idx = *idx;
+            // Read here, on the worker that re-encrypts it: the reads of a
+            // batch are spread over the cores too.
+            let got = super::file::read_full_at(self.data, stored, self.layout.slot_offset(idx))
+                .map_err(|e| Error::io(&self.data_path, e))?;
+            if got != stored.len() {
+                return Err(Error::integrity(format!(
+                    "{}: content file is shorter than the signed manifest says (truncated)",
+                    self.display
+                )));
+            }
             let r = self.chunks[idx as usize].expect("only stored chunks are stale");
             if *blake3::hash(stored).as_bytes() != r.hash {
                 match self.overlay.get(&idx) {
