@@ -1199,17 +1199,21 @@ impl OpenFile {
             Err(Error::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let resealed = bytes.starts_with(&format::RESEAL_JOURNAL.magic);
-        let decoded = if resealed {
+        // The chunks themselves, or (a re-encryption's) how to redo them.
+        enum JournalBody {
+            Chunks(Vec<(u64, Vec<u8>)>),
+            Reseal(ResealJournal),
+        }
+        let decoded = if bytes.starts_with(&format::RESEAL_JOURNAL.magic) {
             format::decode_file(format::RESEAL_JOURNAL, &bytes)
                 .and_then(|j: ResealJournal| format::check_version(j.format_version).map(|_| j))
-                .map(|j| (j.file_id, j.manifest_hash, Err(j)))
+                .map(|j| (j.file_id, j.manifest_hash, JournalBody::Reseal(j)))
         } else {
             format::decode_file(format::JOURNAL, &bytes)
                 .and_then(|j: Journal| format::check_version(j.format_version).map(|_| j))
-                .map(|j| (j.file_id, j.manifest_hash, Ok(j.chunks)))
+                .map(|j| (j.file_id, j.manifest_hash, JournalBody::Chunks(j.chunks)))
         };
-        let (file_id, manifest_hash, chunks) = match decoded {
+        let (file_id, manifest_hash, body) = match decoded {
             Ok(j) => j,
             Err(e) => {
                 log::warn!("{}: ignoring unreadable journal: {e}", self.display);
@@ -1223,9 +1227,9 @@ impl OpenFile {
             }
             return Ok(());
         }
-        let chunks = match chunks {
-            Ok(chunks) => chunks,
-            Err(reseal) => match self.redo_reseal(&reseal) {
+        let chunks = match body {
+            JournalBody::Chunks(chunks) => chunks,
+            JournalBody::Reseal(reseal) => match self.redo_reseal(&reseal) {
                 Some(chunks) => chunks,
                 None => {
                     log::warn!(
