@@ -389,10 +389,11 @@ impl OpenFile {
     ///
     /// In batches of [`MIGRATE_BATCH`] bytes, each committed as a content
     /// version of its own (a mix of epochs is a valid state, every epoch in use
-    /// being committed to in the manifest), through the journal like any
-    /// overwrite, so a crash leaves the old or the new version of each batch.
-    /// A batch is read with one pread per run of adjacent chunks, re-encrypted
-    /// in place on every core and written back from the same buffer; the next
+    /// being committed to in the manifest), with a re-encryption journal (how
+    /// to redo each chunk from its slot), so a crash leaves the old or the new
+    /// version of each batch. Each chunk of a batch is read, re-encrypted in
+    /// place by one of the workers on every core, and written back from the
+    /// same buffer (one pwrite per run of adjacent chunks); the next
     /// batch is re-encrypted while this one is written (and used only if the
     /// file did not change in between).
     pub fn migrate(&mut self, vault: &Vault) -> Result<u64> {
