@@ -226,7 +226,10 @@ fn xor_keystream(key: &SecretKey, nonce: &[u8; NONCE_LEN], body: &mut [u8]) {
 /// byte yields under the keystream of the version it belongs to. Returns the new
 /// stored chunk if a cut point gives one whose BLAKE3 is `want` (the signed
 /// chunk list's hash): nothing else is accepted, so a damaged slot or a forged
-/// journal yields `None`, never other content.
+/// journal yields `None`, never other content. A candidate that misses was
+/// sealed under the journaled nonce too, but it never leaves this function (it
+/// is overwritten by the next and wiped), so no two ciphertexts under one nonce
+/// are ever stored or sent.
 pub fn recover_resealed(
     r: &Reseal<'_>,
     slot: &[u8],
