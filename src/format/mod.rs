@@ -118,13 +118,18 @@ pub fn decode_file<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T> {
 
 /// Rejects records written by a newer coffer with a clear message.
 pub fn check_version(found: u16) -> Result<()> {
+    check_version_up_to(found, FORMAT_VERSION)
+}
+
+/// [`check_version`] for a record kind versioned on its own (the history log).
+pub fn check_version_up_to(found: u16, newest: u16) -> Result<()> {
     if found == 0 {
         return Err(Error::corrupt("record", "format version 0 does not exist"));
     }
-    if found > FORMAT_VERSION {
+    if found > newest {
         return Err(Error::UnsupportedVersion {
             found,
-            supported: FORMAT_VERSION,
+            supported: newest,
         });
     }
     Ok(())

@@ -76,6 +76,17 @@ impl<T: SignedBody> Signed<T> {
         }
     }
 
+    /// A record of `signer` with an empty signature, for a format where a later
+    /// signed record covers it (the history log's covered entries).
+    pub fn unsigned(value: &T, signer: MemberId) -> Self {
+        Signed {
+            body: super::to_bytes(value),
+            signer,
+            signature: Vec::new(),
+            _marker: PhantomData,
+        }
+    }
+
     /// Verifies against the signer's Ed25519 key, then decodes.
     pub fn verify(&self, signer_ed25519: &[u8; 32]) -> Result<T> {
         self.verify_with(sign::Verifier::new(signer_ed25519).as_ref())

@@ -28,12 +28,48 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A log file starts with `CFRL` and the format version (u16 LE).
+/// A log file starts with `CFRL` and the log's version (u16 LE).
 pub const LOG_MAGIC: [u8; 4] = *b"CFRL";
 pub const LOG_HEADER_LEN: usize = 6;
 
+/// Log version from which an entry may be *covered*: stored with an empty
+/// signature and vouched for by the next signed entry of the same log, whose
+/// signature covers it through the hash chain (`prev`). A batch of entries then
+/// costs one signature to write and one to check. Version 1 logs sign every
+/// entry; they are still read, and appended to as version 1.
+pub const LOG_VERSION_COVERED: u16 = 2;
+
+/// The newest log version this build writes (new logs) and reads.
+pub const LOG_VERSION: u16 = LOG_VERSION_COVERED;
+
+/// Most log bytes from the first covered entry of a run through the signed
+/// entry that ends it (length prefixes included). A run fits in half a read
+/// window, so a window that starts where a run starts always holds its end.
+pub const MAX_COVERED_RUN: usize = 128 << 10;
+
+/// Checks a log header's version: 1 ..= [`LOG_VERSION`].
+pub fn check_log_version(found: u16) -> Result<()> {
+    format::check_version_up_to(found, LOG_VERSION)
+}
+
+/// The version in a log's header (1 when the header cannot be read: the
+/// parse of the first window reports what is wrong with it).
+fn header_version(f: &File) -> u16 {
+    let mut header = [0u8; LOG_HEADER_LEN];
+    match crate::store::read_full_at(f, &mut header, 0) {
+        Ok(LOG_HEADER_LEN) if header[..4] == LOG_MAGIC => {
+            u16::from_le_bytes([header[4], header[5]])
+        }
+        _ => 1,
+    }
+}
+
 /// Largest signed log entry this build reads.
 pub const MAX_ENTRY: usize = 8192;
+
+/// Largest log record, length prefix included (a body of at most
+/// `MAX_ENTRY` plus the signer and signature).
+const MAX_RECORD: usize = 4 + MAX_ENTRY + 256;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -270,6 +306,17 @@ struct Parsed {
     confirmed: bool,
 }
 
+impl Parsed {
+    /// Drops the covered entries after the last vouched one (`n` entries,
+    /// ending at `at`): they count once a read sees the signature after them.
+    fn cut_to(mut self, (n, at): (usize, LogPosition)) -> Parsed {
+        self.entries.truncate(n);
+        self.hashes.truncate(n);
+        self.at = at;
+        self
+    }
+}
+
 fn read_log_inner(
     dir: &Path,
     vault_id: &[u8; 16],
@@ -334,6 +381,7 @@ fn read_windows(
         vault_id,
         member,
         key: key.as_ref(),
+        covers: header_version(&f) >= LOG_VERSION_COVERED,
     };
     // A prefix to take on its hash chain rather than one signature per entry:
     // what this machine already checked, or what the member's signed checkpoint
@@ -395,6 +443,8 @@ struct LogCtx<'a> {
     vault_id: &'a [u8; 16],
     member: &'a MemberId,
     key: Option<&'a crate::crypto::sign::Verifier>,
+    /// The log's version allows covered entries.
+    covers: bool,
 }
 
 impl LogCtx<'_> {
@@ -472,7 +522,7 @@ impl LogCtx<'_> {
                     format!("{}: not a coffer history log", self.path.display()),
                 ));
             }
-            format::check_version(u16::from_le_bytes([bytes[4], bytes[5]]))?;
+            check_log_version(u16::from_le_bytes([bytes[4], bytes[5]]))?;
             pos = LOG_HEADER_LEN;
             out.at.offset = LOG_HEADER_LEN as u64;
         }
@@ -510,6 +560,12 @@ impl LogCtx<'_> {
         }
         let trusted = trust.map_or(0, |(n, _)| n.saturating_sub(from.entries) as usize);
         let decoded = self.open_all(&records, trusted.min(records.len()));
+        // Where the entries vouched for so far end (by a signature, their own
+        // or a later one's, or by the trusted prefix). Covered entries after
+        // it are held back: the window's end or a torn tail may cut the run
+        // before the signature that ends it.
+        let mut vouched = (0usize, out.at);
+        let mut run_start: Option<u64> = None;
         for ((end, signed), entry) in records.iter().zip(decoded) {
             let seq = out.at.entries;
             if signed.signer != *member {
@@ -517,7 +573,7 @@ impl LogCtx<'_> {
                     "log of {member}: entry {seq} signed by someone else"
                 )));
             }
-            let entry = entry
+            let (entry, signed_itself) = entry
                 .map_err(|e| Error::integrity(format!("log of {member}: entry {seq}: {e}")))?;
             if entry.seq != seq
                 || entry.prev != out.at.head
@@ -528,6 +584,7 @@ impl LogCtx<'_> {
                     "log of {member}: entry {seq} is out of order, from another log or not chained"
                 )));
             }
+            let start = out.at.offset;
             out.at = LogPosition {
                 offset: from.offset + *end as u64,
                 entries: seq + 1,
@@ -535,39 +592,62 @@ impl LogCtx<'_> {
             };
             out.hashes.push(out.at.head);
             out.entries.push(entry);
+            if !signed_itself && run_start.is_none() {
+                run_start = Some(start);
+            }
+            if let Some(run) = run_start {
+                if out.at.offset - run > MAX_COVERED_RUN as u64 {
+                    return Err(Error::integrity(format!(
+                        "log of {member}: entries {}..={seq} carry no signature",
+                        vouched.1.entries
+                    )));
+                }
+            }
+            if signed_itself {
+                vouched = (out.entries.len(), out.at);
+                run_start = None;
+            }
             if let Some((n, head)) = trust {
                 if seq + 1 == n {
                     out.confirmed = out.at.head == head;
                     if !out.confirmed {
-                        return Ok(out);
+                        return Ok(out.cut_to(vouched));
                     }
                 }
             }
         }
         match stop {
             Some(e) => Err(e),
-            None => Ok(out),
+            None => Ok(out.cut_to(vouched)),
         }
     }
 
     /// Decodes every record: the first `trusted` without their signatures
     /// (a vouched prefix), the rest verified, on all cores when there are many.
+    /// Each decoded entry comes with whether it is vouched for by itself (its
+    /// own good signature, or the trusted prefix) rather than covered, i.e.
+    /// waiting for the next signed entry.
     fn open_all(
         &self,
         records: &[(usize, Signed<LogEntry>)],
         trusted: usize,
-    ) -> Vec<Result<LogEntry>> {
+    ) -> Vec<Result<(LogEntry, bool)>> {
         let (head, rest) = records.split_at(trusted);
-        let mut out: Vec<Result<LogEntry>> =
-            head.iter().map(|(_, s)| s.decode_unverified()).collect();
-        let check = |recs: &[(usize, Signed<LogEntry>)]| -> Vec<Result<LogEntry>> {
+        let mut out: Vec<Result<(LogEntry, bool)>> = head
+            .iter()
+            .map(|(_, s)| s.decode_unverified().map(|e| (e, true)))
+            .collect();
+        let check = |recs: &[(usize, Signed<LogEntry>)]| -> Vec<Result<(LogEntry, bool)>> {
             recs.iter()
                 .map(|(_, s)| {
                     if s.signer != *self.member {
                         // Reported as signed by someone else before this is looked at.
                         return Err(Error::integrity("wrong signer"));
                     }
-                    s.verify_with(self.key)
+                    if self.covers && s.signature.is_empty() {
+                        return s.decode_unverified().map(|e| (e, false));
+                    }
+                    s.verify_with(self.key).map(|e| (e, true))
                 })
                 .collect()
         };
@@ -681,7 +761,17 @@ pub struct LogWriter {
     /// reads what another writer (a second mount of this identity) added since.
     known: LogPosition,
     file: Option<File>,
+    /// Whether the held log's version allows covered entries (None: not yet
+    /// looked at since the file was opened).
+    covers: Option<bool>,
+    /// Where the blocks allocated ahead of the held log's end stop.
+    reserved_to: u64,
 }
+
+/// Bytes of disk kept allocated past the end of a member's log, so the
+/// entries of the operations that free space (unlink, rmdir, truncate) can be
+/// appended on a full disk.
+const LOG_RESERVE: u64 = 64 << 10;
 
 impl LogWriter {
     pub fn new(dir: PathBuf, vault_id: [u8; 16], member: MemberId) -> Self {
@@ -692,6 +782,8 @@ impl LogWriter {
             unsigned_tail: 0,
             known: LogPosition::default(),
             file: None,
+            covers: None,
+            reserved_to: 0,
         }
     }
 
@@ -724,6 +816,8 @@ impl LogWriter {
             self.file = Some(f);
             // Another file than the one we appended to: read it afresh.
             self.known = LogPosition::default();
+            self.covers = None;
+            self.reserved_to = 0;
         }
         Ok(self.file.as_ref().expect("opened above"))
     }
@@ -760,12 +854,22 @@ impl LogWriter {
         let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
         self.catch_up(me, f, len, true)?;
         let mut rec = Vec::new();
-        if self.known.offset == 0 {
+        let covers = if self.known.offset == 0 {
             rec.extend_from_slice(&LOG_MAGIC);
-            rec.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        }
+            rec.extend_from_slice(&LOG_VERSION.to_le_bytes());
+            self.covers = Some(LOG_VERSION >= LOG_VERSION_COVERED);
+            LOG_VERSION >= LOG_VERSION_COVERED
+        } else {
+            *self
+                .covers
+                .get_or_insert_with(|| header_version(f) >= LOG_VERSION_COVERED)
+        };
         let mut at = self.known;
-        for event in events {
+        let count = events.len();
+        // Bytes of the covered entries since the last signed one: the run
+        // must end, signature included, within MAX_COVERED_RUN.
+        let mut run = 0usize;
+        for (i, event) in events.into_iter().enumerate() {
             let entry = LogEntry {
                 vault_id: self.vault_id,
                 member: self.member,
@@ -774,8 +878,16 @@ impl LogWriter {
                 time_ms: now_ms(),
                 event,
             };
-            let signed = Signed::sign(&entry, me);
+            let covered = (covers && i + 1 < count)
+                .then(|| Signed::unsigned(&entry, self.member))
+                .filter(|c| run + 4 + format::to_bytes(c).len() + MAX_RECORD <= MAX_COVERED_RUN);
+            let signed = covered.unwrap_or_else(|| Signed::sign(&entry, me));
             let body = format::to_bytes(&signed);
+            run = if signed.signature.is_empty() {
+                run + 4 + body.len()
+            } else {
+                0
+            };
             rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
             rec.extend_from_slice(&body);
             at = LogPosition {
@@ -786,6 +898,11 @@ impl LogWriter {
         }
         let mut w = f;
         w.write_all(&rec).map_err(|e| Error::io(&path, e))?;
+        let end = self.known.offset + rec.len() as u64;
+        if end + LOG_RESERVE / 2 > self.reserved_to {
+            crate::store::advise::reserve(f, end, LOG_RESERVE);
+            self.reserved_to = end + LOG_RESERVE;
+        }
         self.unsigned_tail += at.entries - self.known.entries;
         let before = self.known;
         self.known = LogPosition {
@@ -834,7 +951,9 @@ impl LogWriter {
     }
 
     /// Signs a checkpoint of the whole log if entries were added since the last.
-    pub fn checkpoint(&mut self, me: &Identity) -> Result<()> {
+    /// The log is synced first either way; `durability` is the checkpoint's
+    /// own (a lost lazy one leaves the one before it, still true).
+    pub fn checkpoint(&mut self, me: &Identity, durability: Durability) -> Result<()> {
         if self.unsigned_tail == 0 {
             return Ok(());
         }
@@ -843,6 +962,10 @@ impl LogWriter {
         let _lock = FileLock::exclusive(&f).map_err(|e| Error::io(&path, e))?;
         let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
         self.catch_up(me, &f, len, false)?;
+        // Appends are not synced one by one; the log must be durable before a
+        // checkpoint naming its head is, or a power cut leaves a log shorter
+        // than its checkpoint, which reads as a rollback.
+        f.sync_data().map_err(|e| Error::io(&path, e))?;
         let cp = Checkpoint {
             format_version: FORMAT_VERSION,
             vault_id: self.vault_id,
@@ -852,11 +975,7 @@ impl LogWriter {
             time_unix: crate::vault::now_unix(),
         };
         let bytes = format::encode_file(CHECKPOINT, &Signed::sign(&cp, me));
-        atomic_write(
-            &head_path(&self.dir, &self.member),
-            &bytes,
-            Durability::Sync,
-        )?;
+        atomic_write(&head_path(&self.dir, &self.member), &bytes, durability)?;
         self.unsigned_tail = 0;
         Ok(())
     }
@@ -866,14 +985,33 @@ impl LogWriter {
 mod tests {
     use super::*;
 
-    /// A log of `n` entries with a checkpoint of the first `cp` of them.
-    fn log_with_checkpoint(dir: &Path, me: &Identity, n: usize, cp: usize) -> LogWriter {
+    /// Starts a version-1 log (every entry signed) for the writer to append to.
+    fn start_v1_log(dir: &Path, me: &Identity) {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut header = LOG_MAGIC.to_vec();
+        header.extend_from_slice(&1u16.to_le_bytes());
+        std::fs::write(log_path(dir, &me.member_id()), header).unwrap();
+    }
+
+    /// A log of `n` entries with a checkpoint of the first `cp` of them,
+    /// appended in two batches: of the current version (covered runs, one
+    /// signature per run) or of version 1 (one signature per entry).
+    fn log_with_checkpoint(
+        dir: &Path,
+        me: &Identity,
+        n: usize,
+        cp: usize,
+        version: u16,
+    ) -> LogWriter {
+        if version == 1 {
+            start_v1_log(dir, me);
+        }
         let mut w = LogWriter::new(dir.to_path_buf(), [7; 16], me.member_id());
         let ev = |i: usize| Event::FileCreated {
             file_id: [(i % 251) as u8; 16],
         };
         w.append_all(me, (0..cp).map(ev).collect()).unwrap();
-        w.checkpoint(me).unwrap();
+        w.checkpoint(me, Durability::Sync).unwrap();
         w.append_all(me, (cp..n).map(ev).collect()).unwrap();
         w
     }
@@ -894,12 +1032,39 @@ mod tests {
         read_member_log(dir, &[7; 16], &me.member_id(), &me.public().ed25519)
     }
 
+    /// A byte inside the body of record `i` (in its vault id): flipping it
+    /// breaks the record's signature if it has one, and the chain either way.
+    fn body_byte(ends: &[usize], i: usize) -> usize {
+        let start = if i == 0 { LOG_HEADER_LEN } else { ends[i - 1] };
+        start + 4 + 1 + 5
+    }
+
+    /// The decoded records of a log file.
+    fn records(log: &[u8]) -> Vec<Signed<LogEntry>> {
+        let mut pos = LOG_HEADER_LEN;
+        let mut out = Vec::new();
+        while pos < log.len() {
+            let len = u32::from_le_bytes(log[pos..pos + 4].try_into().unwrap()) as usize;
+            out.push(
+                format::from_bytes("log record", MAX_RECORD, &log[pos + 4..pos + 4 + len]).unwrap(),
+            );
+            pos += 4 + len;
+        }
+        out
+    }
+
     #[test]
     fn windowed_reads_hand_over_only_checked_entries() {
+        for version in [1, LOG_VERSION] {
+            windowed_reads_of_a_log_of_version(version);
+        }
+    }
+
+    fn windowed_reads_of_a_log_of_version(version: u16) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let me = Identity::from_seed([4; 32]);
-        let _w = log_with_checkpoint(dir, &me, 4000, 3000);
+        let _w = log_with_checkpoint(dir, &me, 6000, 3000, version);
         let path = log_path(dir, &me.member_id());
         let good = std::fs::read(&path).unwrap();
         assert!(good.len() > 2 * READ_WINDOW, "the log must span windows");
@@ -942,7 +1107,7 @@ mod tests {
             assert_eq!(r.unwrap(), (end, false));
             assert!(got.len() > 1);
             let seqs: Vec<u64> = got.iter().flat_map(|(s, _)| s.clone()).collect();
-            assert_eq!(seqs, (from.entries..4000).collect::<Vec<_>>());
+            assert_eq!(seqs, (from.entries..6000).collect::<Vec<_>>());
             for (s, at) in &got {
                 let last = *s.last().unwrap() as usize;
                 assert_eq!(at.entries as usize, last + 1);
@@ -950,12 +1115,13 @@ mod tests {
                 assert_eq!(at.head, hashes[last]);
             }
         }
-        assert_eq!(all.len(), 4000);
-        // A bad signature under the checkpoint or past it: the read fails and
-        // nothing at or after the bad entry was handed over.
+        assert_eq!(all.len(), 6000);
+        // A bad signature (or, for a covered entry, a broken chain) under the
+        // checkpoint or past it: the read fails and nothing at or after the
+        // bad entry was handed over.
         for victim in [100usize, 3500] {
             let mut bad = good.clone();
-            bad[ends[victim] - 1] ^= 1;
+            bad[body_byte(&ends, victim)] ^= 1;
             std::fs::write(&path, &bad).unwrap();
             let (r, got) = windows(LogPosition::default());
             assert!(matches!(r, Err(Error::Integrity { .. })), "{r:?}");
@@ -975,34 +1141,184 @@ mod tests {
             vault_id: &[7; 16],
             member: &me.member_id(),
             key: None,
+            covers: true,
         };
         let mut buf = Vec::new();
         let near_end = LogPosition {
-            offset: ends[3990] as u64,
-            entries: 3991,
-            head: hashes[3990],
+            offset: ends[5990] as u64,
+            entries: 5991,
+            head: hashes[5990],
         };
         let (end, ended) = ctx.read_window(near_end, &mut buf).unwrap();
         assert!(ended);
         assert_eq!(end, good.len() as u64);
-        assert_eq!(buf, good[ends[3990]..]);
+        assert_eq!(buf, good[ends[5990]..]);
         // A torn tail (a crash mid-append) ends the read where the last whole
-        // record ends, and says so.
+        // record ends (version 1), or the last whole run of covered entries
+        // and its signature (the current version), and says so.
         std::fs::write(&path, &good[..good.len() - 3]).unwrap();
         let (r, got) = windows(LogPosition::default());
         let (at, torn) = r.unwrap();
         assert!(torn);
-        assert_eq!(at.entries, 3999);
-        assert_eq!(got.iter().map(|(s, _)| s.len()).sum::<usize>(), 3999);
+        let recs = records(&good);
+        let last_signed_before = (0..5999)
+            .rev()
+            .find(|&i| !recs[i].signature.is_empty())
+            .unwrap();
+        let expect = if version == 1 {
+            5999
+        } else {
+            last_signed_before + 1
+        };
+        assert_eq!(at.entries as usize, expect);
+        assert_eq!(at.offset as usize, ends[expect - 1]);
+        assert_eq!(got.iter().map(|(s, _)| s.len()).sum::<usize>(), expect);
+        if version != 1 {
+            assert!(
+                expect < 5999,
+                "the last run holds more than its signed entry"
+            );
+        }
+    }
+
+    /// Appends record `signed` (framed) to `log`; returns its hash.
+    fn push_record(log: &mut Vec<u8>, signed: &Signed<LogEntry>) -> [u8; 32] {
+        let body = format::to_bytes(signed);
+        log.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        log.extend_from_slice(&body);
+        signed.hash()
+    }
+
+    fn entry(me: &Identity, seq: u64, prev: [u8; 32]) -> LogEntry {
+        LogEntry {
+            vault_id: [7; 16],
+            member: me.member_id(),
+            seq,
+            prev,
+            time_ms: 1,
+            event: Event::FileCreated {
+                file_id: [0xEE; 16],
+            },
+        }
+    }
+
+    #[test]
+    fn covered_entries_count_only_once_a_signature_after_them_is_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let me = Identity::from_seed([5; 32]);
+        let mut w = LogWriter::new(dir.to_path_buf(), [7; 16], me.member_id());
+        let ev = |i: usize| Event::FileCreated {
+            file_id: [i as u8; 16],
+        };
+        for batch in 0..3 {
+            w.append_all(&me, (batch * 50..batch * 50 + 50).map(ev).collect())
+                .unwrap();
+        }
+        let path = log_path(dir, &me.member_id());
+        let good = std::fs::read(&path).unwrap();
+        assert_eq!(good[4..6], LOG_VERSION.to_le_bytes());
+        // One signature per append: the last entry of each batch.
+        let recs = records(&good);
+        let signed: Vec<usize> = (0..recs.len())
+            .filter(|&i| !recs[i].signature.is_empty())
+            .collect();
+        assert_eq!(signed, [49, 99, 149]);
+        let log = read(dir, &me).unwrap();
+        assert_eq!(log.entries.len(), 150);
+        assert!(!log.torn_tail);
+
+        // Anyone can chain an unsigned entry onto the log: it is a torn tail
+        // (never an entry), and the member's next append cuts it.
+        let mut forged = good.clone();
+        push_record(
+            &mut forged,
+            &Signed::unsigned(&entry(&me, 150, log.head), me.member_id()),
+        );
+        std::fs::write(&path, &forged).unwrap();
+        let log = read(dir, &me).unwrap();
+        assert_eq!(log.entries.len(), 150);
+        assert!(log.torn_tail);
+        let mut w = LogWriter::new(dir.to_path_buf(), [7; 16], me.member_id());
+        w.append_all(&me, (150..160).map(ev).collect()).unwrap();
+        let log = read(dir, &me).unwrap();
+        assert_eq!(log.entries.len(), 160);
+        assert!(log.entries.iter().all(|e| e.event
+            != Event::FileCreated {
+                file_id: [0xEE; 16]
+            }));
+
+        // A covered entry whose signature is missing from a cut log: the run
+        // is held back whole, up to the last signed entry.
+        let ends = record_ends(&good);
+        std::fs::write(&path, &good[..ends[120]]).unwrap();
+        let log = read(dir, &me).unwrap();
+        assert_eq!(log.entries.len(), 100);
+        assert_eq!(log.valid_len as usize, ends[99]);
+
+        // A run longer than MAX_COVERED_RUN is refused even with a good
+        // signature at its end.
+        let mut long = good[..LOG_HEADER_LEN].to_vec();
+        let mut head = [0u8; 32];
+        let mut seq = 0;
+        while long.len() < MAX_COVERED_RUN + 1024 {
+            head = push_record(
+                &mut long,
+                &Signed::unsigned(&entry(&me, seq, head), me.member_id()),
+            );
+            seq += 1;
+        }
+        push_record(&mut long, &Signed::sign(&entry(&me, seq, head), &me));
+        std::fs::write(&path, &long).unwrap();
+        let err = read(dir, &me).expect_err("an overlong run accepted");
+        assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
+        assert!(err.to_string().contains("carry no signature"), "{err}");
+
+        // Version 1 logs have no covered entries: an empty signature is bad.
+        let mut v1 = good[..ends[1]].to_vec();
+        v1[4..6].copy_from_slice(&1u16.to_le_bytes());
+        std::fs::write(&path, &v1).unwrap();
+        let err = read(dir, &me).expect_err("a covered entry in a version 1 log");
+        assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
+
+        // A log of a newer version than this build reads asks for an upgrade.
+        let mut newer = good.clone();
+        newer[4..6].copy_from_slice(&(LOG_VERSION + 1).to_le_bytes());
+        std::fs::write(&path, &newer).unwrap();
+        let err = read(dir, &me).expect_err("a newer log read");
+        assert!(matches!(err, Error::UnsupportedVersion { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_version_1_log_is_appended_to_with_every_entry_signed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let me = Identity::from_seed([6; 32]);
+        start_v1_log(dir, &me);
+        let mut w = LogWriter::new(dir.to_path_buf(), [7; 16], me.member_id());
+        let ev = |i: usize| Event::FileCreated {
+            file_id: [i as u8; 16],
+        };
+        w.append_all(&me, (0..20).map(ev).collect()).unwrap();
+        let good = std::fs::read(log_path(dir, &me.member_id())).unwrap();
+        assert_eq!(good[4..6], 1u16.to_le_bytes());
+        assert!(records(&good).iter().all(|r| r.signature.len() == 64));
+        assert_eq!(read(dir, &me).unwrap().entries.len(), 20);
     }
 
     #[test]
     fn checkpoint_anchored_read_matches_and_catches_tampering() {
+        for version in [1, LOG_VERSION] {
+            checkpoint_anchored_read_of_a_log_of_version(version);
+        }
+    }
+
+    fn checkpoint_anchored_read_of_a_log_of_version(version: u16) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let me = Identity::from_seed([3; 32]);
         // Well over ANCHOR_MIN_BYTES, most of it under the checkpoint.
-        let _w = log_with_checkpoint(dir, &me, 1500, 1200);
+        let _w = log_with_checkpoint(dir, &me, 1500, 1200, version);
         let log = read(dir, &me).unwrap();
         assert_eq!(log.entries.len(), 1500);
         assert!(log
@@ -1013,13 +1329,12 @@ mod tests {
         assert_eq!(log.checkpoint.as_ref().unwrap().len, 1200);
         let path = log_path(dir, &me.member_id());
         let good = std::fs::read(&path).unwrap();
-        // Flip one byte of an entry's signature under the checkpoint (the last
-        // byte of its record), of an entry past it, and of the very last one:
-        // each read fails.
+        // Flip one byte of an entry under the checkpoint, of an entry past it,
+        // and of the very last one: each read fails.
         let ends = record_ends(&good);
         for victim in [10usize, 1199, 1300, 1499] {
             let mut bad = good.clone();
-            bad[ends[victim] - 1] ^= 1;
+            bad[body_byte(&ends, victim)] ^= 1;
             std::fs::write(&path, &bad).unwrap();
             let err = read(dir, &me).expect_err("tampered log accepted");
             assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
@@ -1035,9 +1350,14 @@ mod tests {
                 "entry {victim}: incremental read accepted it"
             );
         }
-        // A log cut below its checkpoint: still read, signature by signature
-        // (the checkpoint check of read_member_log reports the rollback).
-        std::fs::write(&path, &good[..ends[999]]).unwrap();
+        // A log cut below its checkpoint, after a signed entry: still read,
+        // signature by signature (the checkpoint check of read_member_log
+        // reports the rollback).
+        let recs = records(&good);
+        let cut = (999..1199)
+            .find(|&i| !recs[i].signature.is_empty())
+            .expect("a signed entry under the checkpoint");
+        std::fs::write(&path, &good[..ends[cut]]).unwrap();
         let (entries, _, _) = read_member_log_from(
             dir,
             &[7; 16],
@@ -1046,7 +1366,7 @@ mod tests {
             LogPosition::default(),
         )
         .unwrap();
-        assert_eq!(entries.len(), 1000);
+        assert_eq!(entries.len(), cut + 1);
         assert!(read(dir, &me).is_err());
         std::fs::write(&path, &good).unwrap();
         assert_eq!(read(dir, &me).unwrap().entries.len(), 1500);

@@ -31,7 +31,14 @@ fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
 /// blocks allocated first, `rename` does not wait for that write. Keeps the
 /// file size at 0 (`FALLOC_FL_KEEP_SIZE`), so a short write leaves no zeros.
 pub fn allocate(file: &File, len: u64) {
-    let Ok(len) = libc::off_t::try_from(len) else {
+    reserve(file, 0, len);
+}
+
+/// Allocates blocks for `len` bytes at `offset` without changing the file's
+/// size (`FALLOC_FL_KEEP_SIZE`): later writes there need no new blocks, so
+/// they succeed on a disk that filled up in between.
+pub fn reserve(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
         return;
     };
     if len == 0 {
@@ -39,5 +46,5 @@ pub fn allocate(file: &File, len: u64) {
     }
     // SAFETY: fallocate only reads the descriptor number, which `file` keeps
     // open for the duration of the call; it touches no memory of ours.
-    let _ = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    let _ = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) };
 }

@@ -409,9 +409,26 @@ impl Vault {
             log::warn!("could not save this machine's vault state: {e}");
         }
         if !self.read_only {
-            if let Err(e) = crate::lock(&self.log).checkpoint(&self.me) {
+            if let Err(e) =
+                crate::lock(&self.log).checkpoint(&self.me, crate::store::Durability::Sync)
+            {
                 log::warn!("could not checkpoint the history log: {e}");
             }
+        }
+    }
+
+    /// Appends what is queued and checkpoints the log (no state save).
+    pub fn checkpoint_log(&self) {
+        if self.read_only {
+            return;
+        }
+        if let Err(e) = self.flush_log() {
+            log::warn!("could not append to the history log: {e}");
+        }
+        // Lazy: one sync (the log's) per flusher tick of a burst.
+        let lazy = crate::store::Durability::Lazy;
+        if let Err(e) = crate::lock(&self.log).checkpoint(&self.me, lazy) {
+            log::warn!("could not checkpoint the history log: {e}");
         }
     }
 
