@@ -281,6 +281,7 @@ pub fn mount(
             // Dirty data every 0.4 s (other mounts see it within a second); this
             // machine's state and a log checkpoint (both fsync'ed) every ~5 s.
             let mut tick = 0u32;
+            let mut burst_checkpoints = true;
             while !inner.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(400));
                 inner.commit_dirty(SETTLE_AFTER);
@@ -289,10 +290,14 @@ pub fn mount(
                 // history entries: until the signed checkpoint covers them,
                 // every other process (a `grant -r` run right after a copy)
                 // checks each entry's signature again, ~50 us apiece.
+                // After a failure (a full disk) only the ~5 s save tries again.
                 if tick % 12 == 0 {
                     inner.vault.save_state();
-                } else if inner.vault.unsigned_log_entries() >= CHECKPOINT_BURST {
-                    inner.vault.checkpoint_log();
+                    burst_checkpoints = true;
+                } else if burst_checkpoints
+                    && inner.vault.unsigned_log_entries() >= CHECKPOINT_BURST
+                {
+                    burst_checkpoints = inner.vault.checkpoint_log();
                 }
                 // Give freed buffers back after a burst of commits, and now and
                 // then for everything else (history windows, directory listings).

@@ -418,18 +418,22 @@ impl Vault {
     }
 
     /// Appends what is queued and checkpoints the log (no state save).
-    pub fn checkpoint_log(&self) {
+    /// False if either failed (logged).
+    pub fn checkpoint_log(&self) -> bool {
         if self.read_only {
-            return;
+            return true;
         }
         if let Err(e) = self.flush_log() {
             log::warn!("could not append to the history log: {e}");
+            return false;
         }
         // Lazy: one sync (the log's) per flusher tick of a burst.
         let lazy = crate::store::Durability::Lazy;
         if let Err(e) = crate::lock(&self.log).checkpoint(&self.me, lazy) {
             log::warn!("could not checkpoint the history log: {e}");
+            return false;
         }
+        true
     }
 
     pub fn is_admin(&self) -> bool {
