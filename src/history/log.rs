@@ -878,15 +878,25 @@ impl LogWriter {
                 time_ms: now_ms(),
                 event,
             };
+            // Covered if a signed record of any size still fits in the run after it.
             let covered = (covers && i + 1 < count)
-                .then(|| Signed::unsigned(&entry, self.member))
-                .filter(|c| run + 4 + format::to_bytes(c).len() + MAX_RECORD <= MAX_COVERED_RUN);
-            let signed = covered.unwrap_or_else(|| Signed::sign(&entry, me));
-            let body = format::to_bytes(&signed);
-            run = if signed.signature.is_empty() {
-                run + 4 + body.len()
-            } else {
-                0
+                .then(|| {
+                    let c = Signed::unsigned(&entry, self.member);
+                    let body = format::to_bytes(&c);
+                    (c, body)
+                })
+                .filter(|(_, body)| run + 4 + body.len() + MAX_RECORD <= MAX_COVERED_RUN);
+            let (signed, body) = match covered {
+                Some((c, body)) => {
+                    run += 4 + body.len();
+                    (c, body)
+                }
+                None => {
+                    run = 0;
+                    let s = Signed::sign(&entry, me);
+                    let body = format::to_bytes(&s);
+                    (s, body)
+                }
             };
             rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
             rec.extend_from_slice(&body);
