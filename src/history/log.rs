@@ -1300,6 +1300,56 @@ mod tests {
     }
 
     #[test]
+    fn a_covered_log_cut_or_flipped_anywhere_yields_a_prefix_or_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let me = Identity::from_seed([8; 32]);
+        let mut w = LogWriter::new(dir.to_path_buf(), [7; 16], me.member_id());
+        for batch in 0..3u8 {
+            let events = (0..30u8)
+                .map(|i| Event::FileCreated {
+                    file_id: [batch * 30 + i; 16],
+                })
+                .collect();
+            w.append_all(&me, events).unwrap();
+        }
+        let path = log_path(dir, &me.member_id());
+        let good = std::fs::read(&path).unwrap();
+        let all = read(dir, &me).unwrap().entries;
+        assert_eq!(all.len(), 90);
+        let ends = record_ends(&good);
+        let recs = records(&good);
+        // Cut anywhere: what is read is exactly the entries up to the last
+        // signed one that ends at or before the cut.
+        for cut in (LOG_HEADER_LEN..good.len())
+            .step_by(7)
+            .chain([good.len() - 1])
+        {
+            std::fs::write(&path, &good[..cut]).unwrap();
+            let log = read(dir, &me).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            let expect = (0..90)
+                .filter(|&i| ends[i] <= cut && !recs[i].signature.is_empty())
+                .map(|i| i + 1)
+                .max()
+                .unwrap_or(0);
+            assert_eq!(log.entries.len(), expect, "cut at {cut}");
+            assert_eq!(log.entries[..], all[..expect], "cut at {cut}");
+        }
+        // Flip one bit anywhere: an error, or entries that are a prefix of the
+        // true ones (a flip in a torn-off part), never a changed entry.
+        for at in (LOG_HEADER_LEN..good.len()).step_by(5) {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(&path, &bad).unwrap();
+            if let Ok(log) = read(dir, &me) {
+                let n = log.entries.len();
+                assert!(n < 90, "a flip at {at} went unnoticed");
+                assert_eq!(log.entries[..], all[..n], "flip at {at}");
+            }
+        }
+    }
+
+    #[test]
     fn a_version_1_log_is_appended_to_with_every_entry_signed() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
