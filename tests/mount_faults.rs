@@ -708,6 +708,46 @@ fn a_burst_of_history_entries_is_checkpointed_once_it_is_over() {
     m.unmount();
 }
 
+/// A long burst is checkpointed while it lasts (every flusher tick with 256+
+/// unchecked entries), not only once it is over: a command run in the middle
+/// of a long copy checks few of its entries' signatures one by one. The ~5 s
+/// periodic save can renew the checkpoint at most once in the 3 s burst.
+#[test]
+fn a_long_burst_of_history_entries_is_checkpointed_while_it_lasts() {
+    require_fuse!();
+    let v = TestVault::new(&["alice"]);
+    let m = v.mount("alice");
+    let logs = v.root.join("log");
+    let head = || -> Option<Vec<u8>> {
+        let p = fs::read_dir(&logs)
+            .ok()?
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "head"))?;
+        fs::read(p).ok()
+    };
+    std::thread::sleep(Duration::from_millis(600));
+    let mut seen = vec![head()];
+    let started = std::time::Instant::now();
+    let mut i = 0u64;
+    while started.elapsed() < Duration::from_secs(3) {
+        fs::write(m.join(format!("f{i}")), pattern(i, 100)).unwrap();
+        i += 1;
+        if i % 20 == 0 {
+            let now = head();
+            if now != *seen.last().unwrap() {
+                seen.push(now);
+            }
+        }
+    }
+    let renewed = seen.len() - 1;
+    eprintln!("{i} files, {renewed} new checkpoints during the burst");
+    assert!(
+        renewed >= 2,
+        "{renewed} checkpoint(s) while {i} files were written over 3 s"
+    );
+    m.unmount();
+}
+
 /// A large sequential write streams whole chunks to the content file instead of
 /// holding megabytes of plaintext until a commit (FORMAT.md, "Streamed
 /// chunks"): the daemon's peak grows by little over 256 MiB written, and the
