@@ -671,6 +671,15 @@ fn daemon_memory_is_bounded_after_10k_files() {
     m.unmount();
 }
 
+/// The bytes of the (single) member's log checkpoint in a vault, if any.
+fn log_checkpoint(vault: &Path) -> Option<Vec<u8>> {
+    let p = fs::read_dir(vault.join("log"))
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "head"))?;
+    fs::read(p).ok()
+}
+
 /// Until the signed checkpoint of a member's log covers an entry, every other
 /// process checks that entry's signature again (a `grant -r` right after a copy
 /// spent half its CPU on it). The mount checkpoints once a burst of entries is
@@ -680,14 +689,7 @@ fn a_burst_of_history_entries_is_checkpointed_once_it_is_over() {
     require_fuse!();
     let v = TestVault::new(&["alice"]);
     let m = v.mount("alice");
-    let logs = v.root.join("log");
-    let head = || -> Option<Vec<u8>> {
-        let p = fs::read_dir(&logs)
-            .ok()?
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|x| x == "head"))?;
-        fs::read(p).ok()
-    };
+    let head = || log_checkpoint(&v.root);
     // Let the mount settle, then a burst: 300 files, ~900 entries.
     std::thread::sleep(Duration::from_millis(600));
     let before = head();
@@ -717,14 +719,7 @@ fn a_long_burst_of_history_entries_is_checkpointed_while_it_lasts() {
     require_fuse!();
     let v = TestVault::new(&["alice"]);
     let m = v.mount("alice");
-    let logs = v.root.join("log");
-    let head = || -> Option<Vec<u8>> {
-        let p = fs::read_dir(&logs)
-            .ok()?
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|x| x == "head"))?;
-        fs::read(p).ok()
-    };
+    let head = || log_checkpoint(&v.root);
     std::thread::sleep(Duration::from_millis(600));
     let mut seen = vec![head()];
     let started = std::time::Instant::now();

@@ -995,6 +995,14 @@ impl LogWriter {
 mod tests {
     use super::*;
 
+    /// `FileCreated` events for the files numbered `ids` (ids repeat every 251).
+    fn created(ids: std::ops::Range<usize>) -> Vec<Event> {
+        ids.map(|i| Event::FileCreated {
+            file_id: [(i % 251) as u8; 16],
+        })
+        .collect()
+    }
+
     /// Starts a version-1 log (every entry signed) for the writer to append to.
     fn start_v1_log(dir: &Path, me: &Identity) {
         std::fs::create_dir_all(dir).unwrap();
@@ -1017,12 +1025,9 @@ mod tests {
             start_v1_log(dir, me);
         }
         let mut w = LogWriter::new(dir.to_path_buf(), [7; 16], me.member_id());
-        let ev = |i: usize| Event::FileCreated {
-            file_id: [(i % 251) as u8; 16],
-        };
-        w.append_all(me, (0..cp).map(ev).collect()).unwrap();
+        w.append_all(me, created(0..cp)).unwrap();
         w.checkpoint(me, Durability::Sync).unwrap();
-        w.append_all(me, (cp..n).map(ev).collect()).unwrap();
+        w.append_all(me, created(cp..n)).unwrap();
         w
     }
 
@@ -1218,11 +1223,8 @@ mod tests {
         let dir = tmp.path();
         let me = Identity::from_seed([5; 32]);
         let mut w = LogWriter::new(dir.to_path_buf(), [7; 16], me.member_id());
-        let ev = |i: usize| Event::FileCreated {
-            file_id: [i as u8; 16],
-        };
         for batch in 0..3 {
-            w.append_all(&me, (batch * 50..batch * 50 + 50).map(ev).collect())
+            w.append_all(&me, created(batch * 50..batch * 50 + 50))
                 .unwrap();
         }
         let path = log_path(dir, &me.member_id());
@@ -1250,7 +1252,7 @@ mod tests {
         assert_eq!(log.entries.len(), 150);
         assert!(log.torn_tail);
         let mut w = LogWriter::new(dir.to_path_buf(), [7; 16], me.member_id());
-        w.append_all(&me, (150..160).map(ev).collect()).unwrap();
+        w.append_all(&me, created(150..160)).unwrap();
         let log = read(dir, &me).unwrap();
         assert_eq!(log.entries.len(), 160);
         assert!(log.entries.iter().all(|e| e.event
@@ -1305,13 +1307,9 @@ mod tests {
         let dir = tmp.path();
         let me = Identity::from_seed([8; 32]);
         let mut w = LogWriter::new(dir.to_path_buf(), [7; 16], me.member_id());
-        for batch in 0..3u8 {
-            let events = (0..30u8)
-                .map(|i| Event::FileCreated {
-                    file_id: [batch * 30 + i; 16],
-                })
-                .collect();
-            w.append_all(&me, events).unwrap();
+        for batch in 0..3 {
+            w.append_all(&me, created(batch * 30..batch * 30 + 30))
+                .unwrap();
         }
         let path = log_path(dir, &me.member_id());
         let good = std::fs::read(&path).unwrap();
@@ -1356,10 +1354,7 @@ mod tests {
         let me = Identity::from_seed([6; 32]);
         start_v1_log(dir, &me);
         let mut w = LogWriter::new(dir.to_path_buf(), [7; 16], me.member_id());
-        let ev = |i: usize| Event::FileCreated {
-            file_id: [i as u8; 16],
-        };
-        w.append_all(&me, (0..20).map(ev).collect()).unwrap();
+        w.append_all(&me, created(0..20)).unwrap();
         let good = std::fs::read(log_path(dir, &me.member_id())).unwrap();
         assert_eq!(good[4..6], 1u16.to_le_bytes());
         assert!(records(&good).iter().all(|r| r.signature.len() == 64));

@@ -544,9 +544,10 @@ impl Vault {
             if log.torn_tail {
                 r.warnings.push(Finding {
                     path: shown,
-                    problem:
-                        "ends in a partly written record (an interrupted append); it is ignored"
-                            .into(),
+                    problem: "ends in a partly written record, or in entries the signed entry \
+                         vouching for them never followed (an interrupted append, or bytes \
+                         added by someone without the key); they are ignored"
+                        .into(),
                 });
             }
         }
