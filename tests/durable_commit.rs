@@ -97,11 +97,14 @@ impl World {
         f.write_all_at(bytes, HEADER + idx * SLOT).unwrap();
     }
 
-    /// The sidecar's version byte and its pending chunk indices.
-    fn pending(&self) -> (u8, Vec<u64>) {
+    /// The sidecar record's version and its pending chunk indices.
+    fn pending(&self) -> (u16, Vec<u64>) {
         let bytes = std::fs::read(&self.sidecar).unwrap();
-        let (_, pending) = format::decode_sidecar(&bytes).unwrap();
-        (bytes[4], pending.iter().map(|(i, _)| *i).collect())
+        let (sidecar, pending) = format::decode_sidecar(&bytes).unwrap();
+        (
+            sidecar.format_version,
+            pending.iter().map(|(i, _)| *i).collect(),
+        )
     }
 
     fn read_all(&self, vault: &Vault) -> coffer::Result<Vec<u8>> {
@@ -279,7 +282,10 @@ fn the_mount_settles_pending_chunks_of_an_idle_file() {
         .filter(|p| p.extension().is_some_and(|x| x == "meta"))
         .collect();
     assert_eq!(sidecars.len(), 1, "{sidecars:?}");
-    let version = || std::fs::read(&sidecars[0]).unwrap()[4];
+    let version = || {
+        let bytes = std::fs::read(&sidecars[0]).unwrap();
+        format::decode_sidecar(&bytes).unwrap().0.format_version
+    };
     assert_eq!(
         version(),
         2,

@@ -182,7 +182,7 @@ fn write_fuzz_seeds() {
             }
             log_file = bytes;
         } else if name.ends_with(".meta") {
-            let s: Sidecar = format::decode_file(format::SIDECAR, &bytes).unwrap();
+            let (s, _) = format::decode_sidecar(&bytes).unwrap();
             add("manifest", format::to_bytes(&s.manifest));
             for e in &s.access {
                 add("access_entry", format::to_bytes(e));

@@ -578,3 +578,72 @@ fn a_reencryption_cut_mid_write_is_redone_from_its_journal() {
     assert!(read_all(&m.join("big.bin")).unwrap() == data);
     m.unmount();
 }
+
+/// An access change cut short inside its sidecar write (the older of the
+/// sidecar's two copies part overwritten, as a `kill -9` inside `write`
+/// leaves it) leaves the version before in force: the grant did not happen,
+/// members read the file as before, `verify` passes and names the torn copy,
+/// and the next change goes through. Fails if a reader took the torn copy or
+/// could not fall back to the intact one.
+#[test]
+fn a_sidecar_write_cut_short_leaves_the_version_before() {
+    require_fuse!();
+    let v = TestVault::new(&["alice", "bob", "carol"]);
+    let (alice, bob) = (v.member("alice"), v.member("bob"));
+    let root = v.root.to_str().unwrap();
+    let data = pattern(6, 200_000);
+    {
+        let m = v.mount("alice");
+        fs::write(m.join("doc.bin"), &data).unwrap();
+        m.unmount();
+    }
+    // The first sidecar has one copy; this grant writes the second.
+    v.as_member(
+        alice,
+        ["grant", "--vault", root, "/doc.bin", "bob", "--read"],
+    )
+    .ok();
+    for cut in [0usize, 40, 300, 600] {
+        let out =
+            v.ws.command(&alice.state)
+                .args(["grant", "--vault", root, "/doc.bin", "carol", "--read"])
+                .arg("--identity")
+                .arg(&alice.key)
+                .env("COFFER_TEST_CRASH_IN_SIDECAR_COPY", cut.to_string())
+                .output()
+                .unwrap();
+        assert!(!out.status.success(), "the grant was to be cut: {out:?}");
+        let access = v
+            .as_member(bob, ["access", "--vault", root, "/doc.bin"])
+            .ok();
+        assert!(
+            access.stdout.contains("bob") && !access.stdout.contains("carol"),
+            "cut after {cut} bytes: the grant must not count: {access:#?}"
+        );
+        let verified = v.as_member(bob, ["verify", root]).ok();
+        if cut >= 32 {
+            assert!(
+                verified.stdout.contains("interrupted write")
+                    || verified.stderr.contains("interrupted write"),
+                "cut after {cut} bytes: verify should name the torn copy: {verified:#?}"
+            );
+        }
+    }
+    {
+        let m = v.mount("bob");
+        assert!(
+            fs::read(m.join("doc.bin")).unwrap() == data,
+            "bob reads as before"
+        );
+        m.unmount();
+    }
+    v.as_member(
+        alice,
+        ["grant", "--vault", root, "/doc.bin", "carol", "--read"],
+    )
+    .ok();
+    let m = v.mount("carol");
+    assert!(fs::read(m.join("doc.bin")).unwrap() == data);
+    m.unmount();
+    v.as_member(alice, ["verify", root]).ok();
+}

@@ -242,7 +242,7 @@ fn revoked_member_old_key_opens_nothing_new() {
 #[test]
 fn reader_with_raw_access_cannot_forge() {
     let _serial = serial();
-    use coffer::format::{self, AccessChange, Sidecar, Signed};
+    use coffer::format::{self, AccessChange, Signed};
     let w = World::new();
     let (alice, bob, carol) = (w.open(ALICE), w.open(BOB), w.open(CAROL));
     let p = w.path("doc");
@@ -258,7 +258,7 @@ fn reader_with_raw_access_cannot_forge() {
     let sc_path = alice.paths.sidecar(&id);
     let genuine_sidecar = std::fs::read(&sc_path).unwrap();
     let genuine_data = std::fs::read(&p).unwrap();
-    let sc: Sidecar = format::decode_file(format::SIDECAR, &genuine_sidecar).unwrap();
+    let (sc, _) = format::decode_sidecar(&genuine_sidecar).unwrap();
 
     // 1. Bob holds the read key and encrypts a correct chunk with a new manifest he signs.
     let mut fb = bob.open_file(&p, "doc".into()).unwrap();

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use coffer::crypto::Identity;
-use coffer::format::{self, Sidecar};
+use coffer::format;
 use coffer::store::Durability;
 use coffer::vault::verify::{VerifyOptions, VerifyReport};
 use coffer::vault::Vault;
@@ -128,8 +128,7 @@ fn chunk_signed_by_an_updater_that_does_not_decrypt_fails_deep_only() {
     let dir = tempfile::tempdir().unwrap();
     let (v, backing, file_id) = vault_with(dir.path(), 3 * 65_536);
     let side_path = v.paths.sidecar(&file_id);
-    let mut side: Sidecar =
-        format::decode_file(format::SIDECAR, &std::fs::read(&side_path).unwrap()).unwrap();
+    let (mut side, _) = format::decode_sidecar(&std::fs::read(&side_path).unwrap()).unwrap();
     let garbage = content(65_536 + 40 + 7)[7..].to_vec();
     let data = std::fs::OpenOptions::new()
         .write(true)

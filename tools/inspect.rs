@@ -30,8 +30,7 @@ use coffer::format::identity::{IdentityFile, IdentitySecret};
 use coffer::format::signed::SignedBody;
 use coffer::format::{
     self, chunks_root, AccessChange, AccessEntry, ChunkRef, DirDefaults, DirRecord, EpochKeys,
-    Journal, Kind, LongName, Manifest, MemberRecord, ResealJournal, Right, Sidecar, Signed,
-    VaultConfig,
+    Journal, Kind, LongName, Manifest, MemberRecord, ResealJournal, Right, Signed, VaultConfig,
 };
 use coffer::history::log::{Checkpoint, Event, LogEntry, CHECKPOINT, MAX_LOG};
 use coffer::store::{read_limited, VaultPaths, DIR_RECORD, LONG_NAME_PREFIX, LONG_NAME_SUFFIX};
@@ -533,7 +532,25 @@ fn chunk_node(index: usize, c: &Option<ChunkRef>) -> Node {
     }
 }
 
-fn sidecar_node(path: &Path, s: &Sidecar, pending: &[(u64, Vec<u8>)], keys: &Keys) -> Result<Node> {
+/// A sidecar file's layout: 3 (two copies) with which is in force, or whole.
+fn copies_node(copies: &Option<format::copies::Copies>) -> Node {
+    match copies {
+        None => map! { "copies" => false },
+        Some(c) => map! {
+            "copies" => true,
+            "capacity" => c.capacity,
+            "copy_in_force" => c.current,
+            "sequence" => c.seq,
+            "other_copy" => format!("{:?}", c.other).to_lowercase(),
+        },
+    }
+}
+
+fn sidecar_node(
+    path: &Path,
+    (s, pending, copies): &format::SidecarFile,
+    keys: &Keys,
+) -> Result<Node> {
     let (manifest, m) = manifest_node(&s.manifest, keys)?;
     let named = path
         .file_name()
@@ -545,6 +562,7 @@ fn sidecar_node(path: &Path, s: &Sidecar, pending: &[(u64, Vec<u8>)], keys: &Key
         "kind" => "file sidecar",
         "path" => path.display().to_string(),
         "format_version" => s.format_version,
+        "layout" => copies_node(copies),
         "file_id" => hex(&s.file_id),
         "file_name_matches_id" => named,
         "members" => keys.names(),
@@ -704,8 +722,7 @@ fn record_node(path: &Path, keys: &Keys) -> Result<Node> {
         .ok_or_else(|| Error::corrupt("record", "shorter than its magic bytes"))?;
     let is = |k: Kind| k.magic == magic;
     if is(format::SIDECAR) {
-        let (s, pending) = format::decode_sidecar(&bytes)?;
-        sidecar_node(path, &s, &pending, keys)
+        sidecar_node(path, &format::decode_sidecar_file(&bytes)?, keys)
     } else if is(format::JOURNAL) {
         Ok(journal_node(
             path,
@@ -752,7 +769,10 @@ fn record_node(path: &Path, keys: &Keys) -> Result<Node> {
     } else if is(CHECKPOINT) {
         Ok(checkpoint_node(
             path,
-            &format::decode_file(CHECKPOINT, &bytes)?,
+            &format::decode_file(
+                CHECKPOINT,
+                coffer::history::log::checkpoint_in_force(&bytes)?,
+            )?,
             keys,
         ))
     } else if &magic == format::data::MAGIC {
@@ -1085,7 +1105,10 @@ fn cmd_vault(root: &Path, json: bool) -> Result<()> {
                 .map(|(n, _)| n.clone());
             let head = p.with_extension("head");
             let checkpoint = read_record(&head, CHECKPOINT)
-                .and_then(|b| format::decode_file::<Signed<Checkpoint>>(CHECKPOINT, &b))
+                .and_then(|b| {
+                    let record = coffer::history::log::checkpoint_in_force(&b)?;
+                    format::decode_file::<Signed<Checkpoint>>(CHECKPOINT, record)
+                })
                 .and_then(|s| decode_body(&s))
                 .map(|c| map! { "len" => c.len, "head" => hex(&c.head) });
             let mut n = map! { "member" => member, "name" => name };
@@ -1190,8 +1213,7 @@ fn cmd_sidecar(path: &Path, json: bool) -> Result<()> {
     let keys = Keys::near(path);
     let bytes = read_limited(path, format::JOURNAL.max_len + 4, "file sidecar")?;
     let node = if bytes.starts_with(&format::SIDECAR.magic) {
-        let (s, pending) = format::decode_sidecar(&bytes)?;
-        sidecar_node(path, &s, &pending, &keys)?
+        sidecar_node(path, &format::decode_sidecar_file(&bytes)?, &keys)?
     } else if bytes.starts_with(&format::JOURNAL.magic) {
         journal_node(path, &format::decode_file(format::JOURNAL, &bytes)?)
     } else if bytes.starts_with(&format::RESEAL_JOURNAL.magic) {

@@ -5,6 +5,7 @@
 //! cannot make coffer allocate without bound. Signed records keep the exact bytes
 //! that were signed: verify first, decode after.
 
+pub mod copies;
 pub mod data;
 pub mod identity;
 pub mod records;

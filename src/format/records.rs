@@ -224,10 +224,41 @@ pub fn encode_sidecar(sidecar: &Sidecar, pending: &[(u64, &[u8])]) -> Vec<u8> {
     out
 }
 
-/// Decodes a sidecar file of version 1 or 2: the record and its pending chunks
-/// (none for version 1). A newer version is `UnsupportedVersion`; trailing
+/// Decodes a sidecar file: the record and its pending chunks (none for
+/// version 1), from the copy in force when the file is in layout 3 (two copies,
+/// [`super::copies`]). A newer version is `UnsupportedVersion`; trailing
 /// bytes, or pending chunks over [`PENDING_MAX_LEN`], are corrupt.
 pub fn decode_sidecar(bytes: &[u8]) -> crate::error::Result<(Sidecar, PendingChunks)> {
+    decode_sidecar_file(bytes).map(|(sidecar, pending, _)| (sidecar, pending))
+}
+
+/// A decoded sidecar file: the record, its pending chunks, and where its copy
+/// in force is (layout 3 only).
+pub type SidecarFile = (Sidecar, PendingChunks, Option<super::copies::Copies>);
+
+/// [`decode_sidecar`], also saying where the copy in force is (layout 3), so a
+/// writer can overwrite the other copy in place.
+pub fn decode_sidecar_file(bytes: &[u8]) -> crate::error::Result<SidecarFile> {
+    use crate::error::Error;
+    let kind = super::SIDECAR;
+    if bytes.len() >= 4 && bytes[..4] == kind.magic && super::copies::is_copies(bytes) {
+        let (payload, copies) =
+            super::copies::current(bytes).map_err(|e| Error::corrupt(kind.name, e))?;
+        if super::copies::is_copies(payload) {
+            return Err(Error::corrupt(
+                kind.name,
+                "a copy holds another layout-3 file",
+            ));
+        }
+        let (sidecar, pending) = decode_sidecar_payload(payload)?;
+        return Ok((sidecar, pending, Some(copies)));
+    }
+    let (sidecar, pending) = decode_sidecar_payload(bytes)?;
+    Ok((sidecar, pending, None))
+}
+
+/// A sidecar in layout 1 or 2 (a whole file, or one copy of a layout-3 file).
+fn decode_sidecar_payload(bytes: &[u8]) -> crate::error::Result<(Sidecar, PendingChunks)> {
     use crate::error::Error;
     let kind = super::SIDECAR;
     if bytes.len() < 4 || bytes[..4] != kind.magic {
@@ -275,7 +306,7 @@ pub fn decode_sidecar(bytes: &[u8]) -> crate::error::Result<(Sidecar, PendingChu
         }
         found => Err(Error::UnsupportedVersion {
             found,
-            supported: SIDECAR_WITH_PENDING,
+            supported: super::copies::LAYOUT_COPIES.into(),
         }),
     }
 }
@@ -557,18 +588,28 @@ mod tests {
         let (back, pending) = decode_sidecar(&bytes).unwrap();
         assert_eq!(back.chunks, s.chunks);
         assert_eq!(back.manifest.body, s.manifest.body);
-        assert_eq!(pending, vec![(1, a), (9, b)]);
+        assert_eq!(pending, vec![(1, a.clone()), (9, b.clone())]);
         // Cut short, or a version-2 record with nothing after it: corrupt.
         assert!(decode_sidecar(&bytes[..bytes.len() - 1]).is_err());
         let mut bare = crate::format::encode_file(crate::format::SIDECAR, &s);
         bare[4] = SIDECAR_WITH_PENDING as u8;
         assert!(decode_sidecar(&bare).is_err());
         // A version from the future says "upgrade", whatever follows.
-        bare[4] = 3;
+        bare[4] = 4;
         assert!(matches!(
             decode_sidecar(&bare),
-            Err(crate::error::Error::UnsupportedVersion { found: 3, .. })
+            Err(crate::error::Error::UnsupportedVersion { found: 4, .. })
         ));
+        // In layout 3 the same record (pending chunks and all) is a copy's payload.
+        let (copied, _) = crate::format::copies::new_file(crate::format::SIDECAR.magic, &bytes)
+            .expect("small enough for copies");
+        let (back, pending, copies) = decode_sidecar_file(&copied).unwrap();
+        assert_eq!(back.manifest.body, s.manifest.body);
+        assert_eq!(pending, vec![(1, a), (9, b)]);
+        assert_eq!(copies.map(|c| (c.current, c.seq)), Some((0, 1)));
+        let (nested, _) =
+            crate::format::copies::new_file(crate::format::SIDECAR.magic, &copied).unwrap();
+        assert!(decode_sidecar(&nested).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 pub mod advise;
 pub mod atomic;
 pub mod crash_point;
+pub mod inplace;
 pub mod lock;
 pub mod reaper;
 pub mod sync;

@@ -66,15 +66,20 @@ pub(super) struct Stamp {
 }
 
 pub(super) fn stamp_of(path: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        ino: m.ino(),
-        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-        // ctime cannot be set by users: a rewrite in place that restores the
-        // mtime still changes it.
-        ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-        len: m.len(),
-    })
+    std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            ino: m.ino(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            // ctime cannot be set by users: a rewrite in place that restores the
+            // mtime still changes it.
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            len: m.len(),
+        }
+    }
 }
 
 /// Committed state: what the sidecar on disk says, verified.
@@ -84,6 +89,9 @@ pub(super) struct Committed {
     pub(super) manifest: Manifest,
     pub(super) access: AccessState,
     pub(super) stamp: Option<Stamp>,
+    /// Where the copy in force is, when the sidecar on disk (the one `stamp`
+    /// names) is in layout 3: the next write overwrites the other copy.
+    pub(super) copies: Option<format::copies::Copies>,
     /// Chunks the sidecar on disk carries for a durable commit whose slot
     /// writes may not be on disk yet (FORMAT.md, "Pending chunks"), as read:
     /// each counts only where its hash is the chunk list's.
@@ -258,6 +266,12 @@ impl OpenFile {
 
     pub fn manifest(&self) -> &Manifest {
         &self.committed.manifest
+    }
+
+    /// Where the copy in force of the sidecar is and what the other holds
+    /// (layout 3 only), as loaded.
+    pub fn sidecar_copies(&self) -> Option<format::copies::Copies> {
+        self.committed.copies
     }
 
     pub fn sidecar(&self) -> &Sidecar {
@@ -910,13 +924,14 @@ impl OpenFile {
             chunks: self.chunks.clone(),
         };
         super::share::prune_epochs(&mut sidecar, epoch);
-        // The commit point.
+        // The commit point. (A detached branch keeps naming the file's own sidecar.)
+        let mut written = (None, stamp_of(&vault.paths.sidecar(&self.file_id)));
         if !self.detached {
             if self.pending_create.is_some() {
                 create_meta_dir(vault, &self.file_id)?;
             }
             let refs: Vec<(u64, &[u8])> = new_pending.iter().map(|(i, c)| (*i, &c[..])).collect();
-            self.write_sidecar(vault, &sidecar, durability, &refs)?;
+            written = self.write_sidecar(vault, &sidecar, durability, &refs)?;
         }
         crate::store::crash_point::write_slot_runs(&self.data, writes)
             .map_err(|e| Error::io(&self.data_path, e))?;
@@ -955,7 +970,7 @@ impl OpenFile {
         self.committed.pending = new_pending;
         self.pending_written = true;
         self.last_commit = Some(std::time::Instant::now());
-        self.committed.stamp = stamp_of(&vault.paths.sidecar(&self.file_id));
+        (self.committed.copies, self.committed.stamp) = written;
         if !self.detached {
             // Taken under the data file's lock: the stamp is of our sidecar.
             vault.remember_verified(&self.file_id, &self.committed, &self.keys);
@@ -982,13 +997,13 @@ impl OpenFile {
                     .map_err(|e| Error::io(&self.data_path, e))?;
             }
             let sidecar = self.committed.sidecar.clone();
-            self.write_sidecar(vault, &sidecar, durability, &[])?;
+            let written = self.write_sidecar(vault, &sidecar, durability, &[])?;
             vault.seen.observe(
                 &self.file_id,
                 super::seen::SeenFile::of(&sidecar, self.committed.manifest.version),
                 &self.display,
             )?;
-            self.committed.stamp = stamp_of(&vault.paths.sidecar(&self.file_id));
+            (self.committed.copies, self.committed.stamp) = written;
             vault.remember_verified(&self.file_id, &self.committed, &self.keys);
         }
         self.synced = durability == Durability::Sync;
@@ -998,16 +1013,41 @@ impl OpenFile {
 
     /// Writes `sidecar` (atomically) with `pending` chunks. The caller has made
     /// sure the chunks it drops of the version on disk are in their slots
-    /// on disk ([`OpenFile::write_pending_slots`], then a sync).
+    /// on disk ([`OpenFile::write_pending_slots`], then a sync). Returns where
+    /// the new sidecar's copy in force is and the file's stamp, for the caller
+    /// to keep with the committed state it now holds.
+    ///
+    /// A sidecar in layout 3 that is still the one this file loaded (same
+    /// stamp) is changed by overwriting its older copy in place; any other is
+    /// replaced whole by rename (a new layout-3 file, or layout 1/2 when too
+    /// large for copies). Either way a reader sees the old or the new version.
     pub(super) fn write_sidecar(
         &self,
         vault: &Vault,
         sidecar: &Sidecar,
         durability: Durability,
         pending: &[(u64, &[u8])],
-    ) -> Result<()> {
+    ) -> Result<(Option<format::copies::Copies>, Option<Stamp>)> {
         let path = vault.paths.sidecar(&self.file_id);
-        let bytes = format::encode_sidecar(sidecar, pending);
+        let payload = format::encode_sidecar(sidecar, pending);
+        if let (Some(copies), Some(stamp), true) = (
+            self.committed.copies,
+            self.committed.stamp,
+            self.pending_create.is_none(),
+        ) {
+            if let Some((offset, bytes, next)) = copies.next(&payload) {
+                let written =
+                    crate::store::inplace::overwrite_at(&path, offset, &bytes, durability, |m| {
+                        Stamp::of(m) == stamp
+                    })
+                    .map_err(|e| Error::io(&path, e))?;
+                if let Some(m) = written {
+                    vouch_own_signatures(vault, sidecar);
+                    return Ok((Some(next), Some(Stamp::of(&m))));
+                }
+            }
+        }
+        let (bytes, copies) = sidecar_file(payload);
         let created = match self.pending_create {
             // The first sidecar of a file made here: nothing to replace.
             Some(_) => {
@@ -1023,7 +1063,7 @@ impl OpenFile {
             atomic_write(&path, &bytes, durability)?;
         }
         vouch_own_signatures(vault, sidecar);
-        Ok(())
+        Ok((copies, stamp_of(&path)))
     }
 
     /// Puts the committed version's pending chunks into their slots (not
@@ -1093,9 +1133,9 @@ impl OpenFile {
         }
         self.sync_pending_slots()?;
         let sidecar = self.committed.sidecar.clone();
-        self.write_sidecar(vault, &sidecar, Durability::Lazy, &[])?;
+        let written = self.write_sidecar(vault, &sidecar, Durability::Lazy, &[])?;
         self.committed.pending.clear();
-        self.committed.stamp = stamp_of(&path);
+        (self.committed.copies, self.committed.stamp) = written;
         vault.remember_verified(&self.file_id, &self.committed, &self.keys);
         Ok(())
     }
@@ -1111,6 +1151,7 @@ impl OpenFile {
         let fresh = load_committed(vault, &self.file_id, &self.display)?;
         if fresh.sidecar.manifest.hash() == self.committed.sidecar.manifest.hash() {
             self.committed.stamp = fresh.stamp;
+            self.committed.copies = fresh.copies;
             self.committed.access = fresh.access;
             self.committed.sidecar.access = fresh.sidecar.access;
             self.committed.sidecar.keys = fresh.sidecar.keys;
@@ -1557,7 +1598,8 @@ fn load_committed_from(
     let mut next_stamp = Some(first_stamp);
     loop {
         let stamp = next_stamp.take().unwrap_or_else(|| stamp_of(&path));
-        let (sidecar, access, manifest, pending) = read_sidecar(vault, file_id, &path, display)?;
+        let (sidecar, access, manifest, pending, copies) =
+            read_sidecar(vault, file_id, &path, display)?;
         let checked = vault.check_file_history(
             file_id,
             super::seen::SeenFile::of(&sidecar, manifest.version),
@@ -1570,6 +1612,7 @@ fn load_committed_from(
                     manifest,
                     access,
                     stamp,
+                    copies,
                     pending,
                 })
             }
@@ -1586,6 +1629,15 @@ fn load_committed_from(
     }
 }
 
+/// A new sidecar file holding `payload`: in layout 3 (two copies, so later
+/// changes overwrite in place), or as it is when too large for copies.
+fn sidecar_file(payload: Vec<u8>) -> (Vec<u8>, Option<format::copies::Copies>) {
+    match format::copies::new_file(format::SIDECAR.magic, &payload) {
+        Some((bytes, copies)) => (bytes, Some(copies)),
+        None => (payload, None),
+    }
+}
+
 /// Reads a sidecar and verifies what it holds on its own: the file id, the
 /// signed access list, the signed manifest and chunk list.
 fn read_sidecar(
@@ -1593,7 +1645,13 @@ fn read_sidecar(
     file_id: &[u8; 16],
     path: &Path,
     display: &str,
-) -> Result<(Sidecar, AccessState, Manifest, PendingChunks)> {
+) -> Result<(
+    Sidecar,
+    AccessState,
+    Manifest,
+    PendingChunks,
+    Option<format::copies::Copies>,
+)> {
     let bytes =
         read_limited(path, format::SIDECAR.max_len + 4, "file sidecar").map_err(|e| match e {
             Error::NotFound(_) => {
@@ -1601,7 +1659,7 @@ fn read_sidecar(
             }
             other => other,
         })?;
-    let (sidecar, pending) = format::decode_sidecar(&bytes).map_err(|e| match e {
+    let (sidecar, pending, copies) = format::decode_sidecar_file(&bytes).map_err(|e| match e {
         e @ Error::UnsupportedVersion { .. } => e,
         e => Error::integrity(format!("{display}: {e}")),
     })?;
@@ -1615,7 +1673,7 @@ fn read_sidecar(
     let manifest =
         history::verify_manifest(file_id, &sidecar.manifest, &sidecar.chunks, &access, vault)
             .map_err(|e| Error::integrity(format!("{display}: {e}")))?;
-    Ok((sidecar, access, manifest, pending))
+    Ok((sidecar, access, manifest, pending, copies))
 }
 
 /// Records this member's signatures in a sidecar just written as checked, so
@@ -1956,6 +2014,7 @@ impl Vault {
             sidecar,
             access,
             stamp: None,
+            copies: None,
             pending: Vec::new(),
         };
         Ok((committed, key))
@@ -2052,11 +2111,9 @@ impl Vault {
         data.set_len(format::data::HEADER_LEN)
             .map_err(|e| Error::io(backing, e))?;
         let path = self.paths.sidecar(file_id);
-        atomic_write(
-            &path,
-            &format::encode_file(format::SIDECAR, &committed.sidecar),
-            Durability::Sync,
-        )?;
+        let (bytes, copies) = sidecar_file(format::encode_sidecar(&committed.sidecar, &[]));
+        atomic_write(&path, &bytes, Durability::Sync)?;
+        committed.copies = copies;
         vouch_own_signatures(self, &committed.sidecar);
         log::warn!(
             "{}: its creation was interrupted before the first version was written; \
@@ -2173,7 +2230,7 @@ pub(super) fn open_branch(
     display: String,
     writable: bool,
 ) -> Result<OpenFile> {
-    let (sidecar, access, manifest, pending) =
+    let (sidecar, access, manifest, pending, _) =
         read_sidecar(vault, file_id, sidecar_path, &display)?;
     let data = OpenOptions::new()
         .read(true)
@@ -2190,6 +2247,8 @@ pub(super) fn open_branch(
         } else {
             None
         },
+        // A branch's sidecar is replaced whole if it is ever written.
+        copies: None,
         pending,
     };
     let keys = unwrap_keys(vault, &committed)?;

@@ -160,10 +160,11 @@ impl OpenFile {
         if let Some(k) = new_keys {
             sidecar.keys.push(k);
         }
+        let mut written = (None, None);
         if !self.detached {
             // The new sidecar drops the pending chunks: slots first.
             self.sync_pending_slots()?;
-            self.write_sidecar(vault, &sidecar, vault.change_durability(), &[])?;
+            written = self.write_sidecar(vault, &sidecar, vault.change_durability(), &[])?;
             self.committed.pending.clear();
             vault.record_all(events)?;
         }
@@ -176,7 +177,7 @@ impl OpenFile {
         }
         self.committed.sidecar = sidecar;
         self.committed.access = state.clone();
-        self.committed.stamp = stamp_of(&vault.paths.sidecar(&self.file_id));
+        (self.committed.copies, self.committed.stamp) = written;
         Ok(state)
     }
 

@@ -784,6 +784,7 @@ impl Vault {
                 c.versions = Some((f.manifest().version, f.sidecar().access.len() as u64));
                 c.manifest_hash = Some(f.sidecar().manifest.hash());
                 c.report.bytes += f.size();
+                check_sidecar_copies(&f, &shown, &mut c.report);
                 if !self.check_length(&f, &shown, &mut c.report) {
                     return c;
                 }
@@ -843,5 +844,28 @@ impl Vault {
             }
             _ => true,
         }
+    }
+}
+/// The sidecar's copy not in force (layout 3) must be an intact earlier
+/// version, never written, or a write cut short; anything else was altered.
+fn check_sidecar_copies(f: &OpenFile, shown: &str, r: &mut VerifyReport) {
+    use crate::format::copies::OtherCopy;
+    let Some(copies) = f.sidecar_copies() else {
+        return;
+    };
+    match copies.other {
+        OtherCopy::Empty | OtherCopy::Older => {}
+        OtherCopy::Interrupted => r.warnings.push(Finding {
+            path: shown.into(),
+            problem: "its sidecar's other copy is torn by an interrupted write (a crash, or a \
+                      write in progress); the copy in force is intact"
+                .into(),
+        }),
+        OtherCopy::Damaged => r.failures.push(Finding {
+            path: shown.into(),
+            problem: "its sidecar's older copy is damaged: altered outside coffer (or torn by a \
+                      power cut during a write); the copy in force is intact"
+                .into(),
+        }),
     }
 }
