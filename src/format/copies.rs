@@ -369,6 +369,27 @@ mod tests {
         assert!(current(&twin).unwrap_err().contains("both copies"));
     }
 
+    /// FORMAT.md "Sidecar copies (layout 3)": a new file, then the write of
+    /// its second copy, byte for byte.
+    #[test]
+    fn the_layout_bytes_are_pinned() {
+        let (file, state) = new_file(MAGIC, b"payload").unwrap();
+        assert_eq!(state.capacity, 1984);
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(
+            hex(&file),
+            "4346525303000000c00700000000000000000000000000000000000000000000\
+             010000000000000007000000000000001bbfff2ac34183e2ce61315992c96635\
+             7061796c6f6164"
+        );
+        let (at, copy, _) = state.next(b"second").unwrap();
+        assert_eq!((at, copy.len()), (2048, 32 + 1984));
+        assert_eq!(
+            hex(&copy[..38]),
+            "020000000000000006000000000000006160a36b8308890144b095de81c12b147365636f6e64"
+        );
+    }
+
     #[test]
     fn a_payload_that_outgrows_or_shrinks_far_below_its_room_rewrites_the_file() {
         let (_, state) = new_file(MAGIC, &[1; 1000]).unwrap();
