@@ -51,10 +51,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
+        let path = path.into();
+        // Something other than a file where coffer keeps one is the storage's
+        // doing (tampering), not an I/O failure.
+        if crate::store::is_not_regular(&source) {
+            return Error::integrity(format!(
+                "{} is not a regular file (a FIFO, socket, device or directory stands \
+                 where coffer keeps a file)",
+                path.display()
+            ));
         }
+        Error::Io { path, source }
     }
 
     pub fn fork(what: impl Into<String>) -> Self {

@@ -1408,3 +1408,69 @@ fn read_only_mount_gives_erofs() {
     assert_eq!(read(&m.join("f")), b"existing");
     assert_eq!(names_in(m.path()).unwrap(), ["d", "f"]);
 }
+
+/// `lseek` with SEEK_DATA / SEEK_HOLE (what `cp`, `tar --sparse` and backup
+/// tools use to skip holes) finds the chunks that hold data, before and after
+/// the commit, and ENXIO past the end.
+#[test]
+fn seek_data_and_seek_hole_find_the_written_chunks() {
+    require_fuse!();
+    use std::os::fd::AsRawFd;
+    let v = vault();
+    let m = v.mount("alice");
+    let p = m.join("sparse.dat");
+    let seek = |f: &fs::File, offset: usize, whence: i32| -> Result<usize, i32> {
+        // SAFETY: lseek reads the descriptor number, which `f` keeps open.
+        let at = unsafe { libc::lseek(f.as_raw_fd(), offset as libc::off_t, whence) };
+        if at < 0 {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap())
+        } else {
+            Ok(at as usize)
+        }
+    };
+    let size = 10 * CHUNK + 77;
+    let check = |f: &fs::File, when: &str| {
+        // Data in chunk 0, a hole over chunks 1..=7, data in chunks 8 and 10
+        // (chunk 9 written with zeros only: stored as a hole once committed).
+        assert_eq!(seek(f, 0, libc::SEEK_DATA), Ok(0), "{when}");
+        assert_eq!(seek(f, 5, libc::SEEK_DATA), Ok(5), "{when}");
+        assert_eq!(seek(f, 0, libc::SEEK_HOLE), Ok(CHUNK), "{when}");
+        assert_eq!(seek(f, CHUNK + 3, libc::SEEK_DATA), Ok(8 * CHUNK), "{when}");
+        assert_eq!(seek(f, 8 * CHUNK, libc::SEEK_HOLE), Ok(9 * CHUNK), "{when}");
+        assert_eq!(seek(f, 10 * CHUNK + 1, libc::SEEK_HOLE), Ok(size), "{when}");
+        assert_eq!(seek(f, size, libc::SEEK_DATA), Err(libc::ENXIO), "{when}");
+        assert_eq!(
+            seek(f, size + 10, libc::SEEK_HOLE),
+            Err(libc::ENXIO),
+            "{when}"
+        );
+    };
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    f.write_all_at(b"head", 0).unwrap();
+    f.write_all_at(&vec![7u8; CHUNK], 8 * CHUNK as u64).unwrap();
+    f.write_all_at(&vec![0u8; CHUNK], 9 * CHUNK as u64).unwrap();
+    f.write_all_at(&[9u8; 77], 10 * CHUNK as u64).unwrap();
+    assert_eq!(
+        seek(&f, 9 * CHUNK, libc::SEEK_DATA),
+        Ok(9 * CHUNK),
+        "dirty zeros are data until committed"
+    );
+    f.sync_all().unwrap();
+    check(&f, "after fsync");
+    drop(f);
+    drop(m);
+    let m = v.mount("alice");
+    let f = fs::File::open(m.join("sparse.dat")).unwrap();
+    check(&f, "in a new mount");
+    drop(f);
+    let all = fs::read(m.join("sparse.dat")).unwrap();
+    assert_eq!(all.len(), size);
+    assert_eq!(&all[..4], b"head");
+    assert!(all[4..8 * CHUNK].iter().all(|b| *b == 0));
+}

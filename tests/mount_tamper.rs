@@ -114,3 +114,67 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// A FIFO planted in place of a file's sidecar: the mount answers EIO at once
+/// (opening a FIFO would otherwise wait for a writer forever, holding a worker
+/// thread) and logs the file; the other files read; `verify` exits 4 naming
+/// what it found.
+#[test]
+fn a_fifo_in_place_of_a_sidecar_is_eio_not_a_hang() {
+    require_fuse!();
+    let v = TestVault::new(&["alice"]);
+    let alice = v.member("alice").clone();
+    {
+        let m = v.mount("alice");
+        fs::write(m.join("victim.txt"), b"secret").unwrap();
+        fs::write(m.join("bystander.txt"), b"fine").unwrap();
+    }
+    let mut sidecars = Vec::new();
+    for content in content_files(&v.root) {
+        let header = fs::read(&content).unwrap();
+        let id = coffer::format::data::DataHeader::decode(&header)
+            .unwrap()
+            .file_id;
+        sidecars.push(
+            v.root
+                .join("meta")
+                .join(coffer::crypto::hex(&id[..1]))
+                .join(format!("{}.meta", coffer::crypto::hex(&id))),
+        );
+    }
+    assert_eq!(sidecars.len(), 2);
+    let log = v.ws.path().join("daemon.log");
+    let m = v.mount_foreground("alice", &log);
+    let (victim, bystander) = (m.join("victim.txt"), m.join("bystander.txt"));
+    // Under the live mount, as an attacker with access to the storage would.
+    fs::remove_file(&sidecars[0]).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&sidecars[0])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send((fs::read(&victim), fs::read(&bystander)));
+    });
+    let (a, b) = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("a read through the mount hung on the FIFO");
+    // One of the two files lost its sidecar: that one is EIO, the other reads.
+    let (eio, fine, fine_text) = match (&a, &b) {
+        (Err(_), Ok(_)) => (a, b, &b"fine"[..]),
+        (Ok(_), Err(_)) => (b, a, &b"secret"[..]),
+        _ => panic!("exactly one file must fail: {a:?} {b:?}"),
+    };
+    assert_errno(eio, libc::EIO, "reading a file whose sidecar is a FIFO");
+    assert_eq!(fine.unwrap(), fine_text);
+    m.unmount();
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("not a regular file"),
+        "the log must say what is wrong: {text}"
+    );
+    let out = v.as_member(&alice, ["verify", v.root.to_str().unwrap()]);
+    out.expect_error(4);
+    assert!(out.stdout.contains("not a regular file"), "{out:?}");
+}

@@ -181,8 +181,13 @@ impl Case {
             "{what}: verify --deep reports otherwise"
         );
         // Reading must never give wrong data.
+        let tree = v.paths.tree();
         for (name, good) in [("a.txt", A.to_vec()), ("b.bin", b_content())] {
-            let p = self.file(name);
+            // With the root's directory record damaged, no name resolves.
+            let Ok(dir) = v.read_dir_record(&tree) else {
+                break;
+            };
+            let p = tree.join(v.encrypt_name(&dir.dir_id, name.as_ref()).unwrap().name);
             if let Ok(mut f) = v.open_file_readonly(&p, name.into()) {
                 let size = f.size();
                 if let Ok(data) = f.read(0, size as usize) {
@@ -356,4 +361,67 @@ fn bob_cannot_read_and_sees_integrity_not_plaintext() {
     let a = c.file("a.txt");
     let mut fa = v.open_file_readonly(&a, "a.txt".into()).unwrap();
     assert_eq!(fa.read(0, 100).unwrap(), A);
+}
+
+/// A FIFO planted where the vault keeps a file would hold whoever opens it
+/// until someone opens its other end: a mount's worker thread, `verify`. Each
+/// must instead fail at once with an integrity failure naming what it found.
+#[test]
+fn a_fifo_where_a_file_belongs_is_reported_not_waited_on() {
+    let _serial = serial();
+    let f = Fixture::new();
+    let me = Identity::from_seed([21; 32]).member_id().to_hex();
+    let bob = Identity::from_seed([22; 32]).member_id().to_hex();
+    for what in [
+        "b's sidecar",
+        "b's content file",
+        "the history log",
+        "the log checkpoint",
+        "bob's member record",
+        "the root directory record",
+    ] {
+        let c = Case::new(&f);
+        let target = match what {
+            "b's sidecar" => c.sidecar("b.bin"),
+            "b's content file" => c.file("b.bin"),
+            "the history log" => c.root.join("log").join(format!("{me}.log")),
+            "the log checkpoint" => c.root.join("log").join(format!("{me}.head")),
+            "bob's member record" => c.root.join(format!("members/{bob}.member")),
+            _ => c.root.join("tree/.coffer-dir"),
+        };
+        std::fs::remove_file(&target).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&target)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo {}", target.display());
+        // On a thread, so that a regression fails the test instead of hanging it.
+        let (done, result) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let text = c.expect_failure(what);
+            done.send(text).unwrap();
+        });
+        let text = match result.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(text) => text,
+            // The check itself failed: show its panic.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                std::panic::resume_unwind(worker.join().unwrap_err())
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("{what}: a FIFO in its place blocked verify or a read for 60 s")
+            }
+        };
+        // A FIFO in the tree is a special file of the tree (never opened as
+        // content): b is then missing from the tree the history describes.
+        let expected = match what {
+            "b's content file" => "deleted outside coffer",
+            // Records that do not load are reported by name, whatever the cause.
+            "bob's member record" => "member record fails verification",
+            _ => "not a regular file",
+        };
+        assert!(
+            text.contains(expected),
+            "{what}: the report does not say what is wrong: {text}"
+        );
+    }
 }

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -950,7 +949,7 @@ struct TreeStats {
 }
 
 fn read_header(path: &Path) -> Result<DataHeader> {
-    let f = File::open(path).map_err(|e| io_error(path, e))?;
+    let f = coffer::store::open_regular_read(path).map_err(|e| io_error(path, e))?;
     let mut h = [0u8; HEADER_LEN as usize];
     let mut got = 0;
     while got < h.len() {
@@ -1230,7 +1229,7 @@ fn cmd_sidecar(path: &Path, json: bool) -> Result<()> {
 
 fn cmd_data(path: &Path, slots: bool, json: bool) -> Result<()> {
     let header = read_header(path)?;
-    let f = File::open(path).map_err(|e| io_error(path, e))?;
+    let f = coffer::store::open_regular_read(path).map_err(|e| io_error(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     let layout = Layout {
         chunk_log2: header.chunk_log2,
@@ -1297,6 +1296,10 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
         std::io::ErrorKind::NotFound => Error::NotFound(format!("{} not found", path.display())),
         std::io::ErrorKind::IsADirectory => {
             Error::BadInput(format!("{} is a directory", path.display()))
+        }
+        // Asked to inspect a directory or FIFO by name: a usage error here.
+        _ if coffer::store::is_not_regular(&e) => {
+            Error::BadInput(format!("{} is not a regular file", path.display()))
         }
         _ => Error::io(path, e),
     }

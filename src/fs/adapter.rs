@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use fuser::{
     Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::{sys, Handle, Inner, TTL};
@@ -310,6 +310,21 @@ impl Filesystem for CofferFs {
         }
     }
 
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        match self.inner.lseek(fh.0, offset, whence) {
+            Ok(at) => reply.offset(at),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
     fn fsync(
         &self,
         _req: &Request,
@@ -379,7 +394,7 @@ impl Filesystem for CofferFs {
         reply: ReplyEmpty,
     ) {
         let r = self.inner.path_of(ino.0).and_then(|p| {
-            std::fs::File::open(p)
+            crate::store::open_nonblocking(&p, std::fs::OpenOptions::new().read(true))
                 .and_then(|f| f.sync_all())
                 .map_err(Inner::io_err)
         });

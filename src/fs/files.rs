@@ -274,6 +274,19 @@ impl Inner {
         Ok(())
     }
 
+    /// SEEK_DATA / SEEK_HOLE (the kernel handles the other kinds of seek).
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> FsResult<i64> {
+        let (_, st, _, _) = self.file_handle(fh)?;
+        let want_data = match whence {
+            libc::SEEK_DATA => true,
+            libc::SEEK_HOLE => false,
+            _ => return Err(libc::EINVAL),
+        };
+        let offset = u64::try_from(offset).map_err(|_| libc::ENXIO)?;
+        let found = crate::lock(&st.file).next_data_or_hole(offset, want_data);
+        found.map(|at| at as i64).ok_or(libc::ENXIO)
+    }
+
     pub fn fsync(&self, fh: u64) -> FsResult<()> {
         let (_, st, _, _) = self.file_handle(fh)?;
         self.commit(&st, Durability::Sync)

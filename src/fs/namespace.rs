@@ -319,7 +319,9 @@ impl Inner {
         self.note_link(dir_id, &dir, &bn.name, false)?;
         remove_internal_files(&path);
         let record = path.join(DIR_RECORD);
-        let saved = fs::read(&record).ok();
+        let saved =
+            crate::store::read_limited(&record, crate::format::DIR.max_len, "directory record")
+                .ok();
         let held = (self.reaper.hold(&record), self.reaper.hold(&path));
         let _ = fs::remove_file(&record);
         self.reaper.release(held.0);

@@ -108,7 +108,7 @@ fn hint(paths: &VaultPaths, files: &[PathBuf]) {
         // file id in its header (by then mostly read).
         let opened: Vec<File> = group
             .iter()
-            .filter_map(|p| File::open(p).ok())
+            .filter_map(|p| crate::store::open_regular_read(p).ok())
             .inspect(|f| advise::will_need(f, 0, CONTENT_BYTES))
             .collect();
         for f in &opened {
@@ -119,7 +119,7 @@ fn hint(paths: &VaultPaths, files: &[PathBuf]) {
             let Ok(header) = DataHeader::decode(&h) else {
                 continue;
             };
-            if let Ok(sidecar) = File::open(paths.sidecar(&header.file_id)) {
+            if let Ok(sidecar) = crate::store::open_regular_read(&paths.sidecar(&header.file_id)) {
                 advise::will_need(&sidecar, 0, 0);
             }
         }

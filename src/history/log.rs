@@ -351,7 +351,7 @@ fn read_windows(
     each: &mut dyn FnMut(Parsed) -> Result<()>,
 ) -> Result<(LogPosition, bool)> {
     let path = log_path(dir, member);
-    let f = match File::open(&path) {
+    let f = match crate::store::open_regular_read(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && from.offset == 0 => {
             return Ok((from, false))
@@ -682,12 +682,16 @@ fn read_checkpoint(
     member: &MemberId,
     ed25519: &[u8; 32],
 ) -> Result<Option<Checkpoint>> {
-    let Ok(bytes) = read_limited(
+    // Only a missing checkpoint is "none": one that is there but cannot be
+    // read (too large, not a regular file) is damage, not absence.
+    let bytes = match read_limited(
         &head_path(dir, member),
         CHECKPOINT_FILE_MAX,
         "log checkpoint",
-    ) else {
-        return Ok(None);
+    ) {
+        Ok(bytes) => bytes,
+        Err(Error::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
     };
     let signed: Signed<Checkpoint> = format::decode_file(CHECKPOINT, checkpoint_in_force(&bytes)?)?;
     let cp: Checkpoint = signed
@@ -806,13 +810,15 @@ impl LogWriter {
             .map(|m| (m.dev(), m.ino()));
         if current.is_none() || current != held {
             std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-            let f = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .create(true)
-                .mode(0o644)
-                .open(&path)
-                .map_err(|e| Error::io(&path, e))?;
+            let f = crate::store::open_regular(
+                &path,
+                OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(true)
+                    .mode(0o644),
+            )
+            .map_err(|e| Error::io(&path, e))?;
             self.file = Some(f);
             // Another file than the one we appended to: read it afresh.
             self.known = LogPosition::default();
@@ -968,7 +974,7 @@ impl LogWriter {
             return Ok(());
         }
         let path = log_path(&self.dir, &self.member);
-        let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let f = crate::store::open_regular_read(&path).map_err(|e| Error::io(&path, e))?;
         let _lock = FileLock::exclusive(&f).map_err(|e| Error::io(&path, e))?;
         let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
         self.catch_up(me, &f, len, false)?;
@@ -1012,7 +1018,7 @@ pub fn checkpoint_in_force(bytes: &[u8]) -> Result<&[u8]> {
 /// intact and in layout 3, else as a new layout-3 file.
 fn write_checkpoint(path: &Path, record: &[u8], durability: Durability) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let existing = File::open(path).ok().and_then(|f| {
+    let existing = crate::store::open_regular_read(path).ok().and_then(|f| {
         let m = f.metadata().ok()?;
         let mut bytes = Vec::new();
         (&f).take(CHECKPOINT_FILE_MAX as u64 + 1)

@@ -194,7 +194,7 @@ fn create_new_via_temp(
 
 /// Reads a whole file, refusing files larger than `max` (hostile storage).
 pub fn read_limited(path: &Path, max: usize, kind: &'static str) -> Result<Vec<u8>> {
-    let f = File::open(path).map_err(|e| match e.kind() {
+    let f = super::open_regular_read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             Error::NotFound(format!("{kind} not found: {}", path.display()))
         }

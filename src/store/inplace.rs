@@ -29,12 +29,19 @@ pub fn overwrite_at(
 ) -> io::Result<Option<Metadata>> {
     let file = match OpenOptions::new()
         .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        // O_NONBLOCK: a FIFO planted here must not block the open (see
+        // `super::open_nonblocking`); without a reader it fails with ENXIO.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
     {
         Ok(f) => f,
-        // A symlink (ELOOP with O_NOFOLLOW), or not ours to write.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EACCES)) => {
+        // A symlink (ELOOP with O_NOFOLLOW), a FIFO, or not ours to write.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ELOOP) | Some(libc::EACCES) | Some(libc::ENXIO)
+            ) =>
+        {
             return Ok(None)
         }
         Err(e) => return Err(e),

@@ -21,6 +21,9 @@ pub mod sync;
 
 pub use atomic::{atomic_write, read_limited, Durability};
 
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::crypto::hex;
@@ -91,7 +94,6 @@ impl VaultPaths {
     }
 }
 
-/// Whether a backing directory entry is coffer's own bookkeeping, never shown.
 /// Reads from `offset` until `buf` is full or the file ends; returns how many
 /// bytes it read (fewer only at the end of the file).
 pub fn read_full_at(f: &std::fs::File, buf: &mut [u8], mut offset: u64) -> std::io::Result<usize> {
@@ -111,6 +113,51 @@ pub fn read_full_at(f: &std::fs::File, buf: &mut [u8], mut offset: u64) -> std::
     Ok(done)
 }
 
+/// Whether a backing directory entry is coffer's own bookkeeping, never shown.
 pub fn is_internal_name(name: &[u8]) -> bool {
     name.first() == Some(&b'.')
+}
+
+/// Opens `path` with `options` without ever blocking in `open(2)`: the vault
+/// is untrusted storage, and a FIFO planted where coffer keeps a file would
+/// otherwise hold the opening thread (a mount's worker, `verify`) until
+/// someone opens its other end. `O_NONBLOCK` changes nothing for regular files
+/// and directories. Replaces the options' custom flags.
+pub fn open_nonblocking(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    options
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// [`open_nonblocking`], refusing anything but a regular file: a FIFO, socket,
+/// device or directory where a record or content file belongs gives an error
+/// that [`crate::Error::io`] reports as an integrity failure naming the path.
+pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    let file = open_nonblocking(path, options)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, NotRegular));
+    }
+    Ok(file)
+}
+
+/// [`open_regular`] for reading.
+pub fn open_regular_read(path: &Path) -> io::Result<File> {
+    open_regular(path, OpenOptions::new().read(true))
+}
+
+/// The error [`open_regular`] gives for what is not a regular file.
+#[derive(Debug)]
+struct NotRegular;
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a regular file")
+    }
+}
+
+impl std::error::Error for NotRegular {}
+
+/// Whether `e` is [`open_regular`]'s refusal of something not a regular file.
+pub fn is_not_regular(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotRegular>())
 }

@@ -505,6 +505,28 @@ impl OpenFile {
         Ok(())
     }
 
+    /// Where the first data (`want_data`) or hole at or after `offset` begins,
+    /// for `lseek`'s SEEK_DATA and SEEK_HOLE. Chunk-sized: a chunk stored as a
+    /// hole (never written, or all zeros at its commit) is a hole, any other
+    /// (committed or dirty) is data, and the end of the file is a hole. `None`
+    /// at or past the end, or when no data follows (`ENXIO`).
+    pub fn next_data_or_hole(&self, offset: u64, want_data: bool) -> Option<u64> {
+        if offset >= self.size {
+            return None;
+        }
+        let cs = self.layout.chunk_size();
+        let is_data = |idx: u64| {
+            self.dirty.contains_key(&idx) || matches!(self.chunks.get(idx as usize), Some(Some(_)))
+        };
+        let found = (offset / cs..self.layout.chunk_count(self.size))
+            .find(|idx| is_data(*idx) == want_data)
+            .map(|idx| (idx * cs).max(offset));
+        match found {
+            None if !want_data => Some(self.size),
+            found => found,
+        }
+    }
+
     /// Changes the logical size, keeping the boundary chunk consistent.
     fn set_size(&mut self, new_size: u64) -> Result<()> {
         let old = self.size;
@@ -1568,7 +1590,7 @@ fn create_meta_dir(vault: &Vault, file_id: &[u8; 16]) -> Result<()> {
 
 /// fsync of a file and of the directory that names it.
 fn sync_file_and_dir(path: &Path) -> std::io::Result<()> {
-    File::open(path)?.sync_all()?;
+    crate::store::open_regular_read(path)?.sync_all()?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
@@ -2131,7 +2153,7 @@ impl Vault {
 
     /// Reads the file id from a content file's header.
     pub fn read_file_id(&self, backing: &Path) -> Result<[u8; 16]> {
-        let f = File::open(backing).map_err(|e| Error::io(backing, e))?;
+        let f = crate::store::open_regular_read(backing).map_err(|e| Error::io(backing, e))?;
         let mut h = [0u8; format::data::HEADER_LEN as usize];
         let n = read_full_at(&f, &mut h, 0).map_err(|e| Error::io(backing, e))?;
         Ok(DataHeader::decode(&h[..n])?.file_id)
@@ -2150,11 +2172,12 @@ impl Vault {
     }
 
     fn open_file_mode(&self, backing: &Path, display: String, writable: bool) -> Result<OpenFile> {
-        let opened = OpenOptions::new().read(true).write(writable).open(backing);
+        let opened =
+            crate::store::open_regular(backing, OpenOptions::new().read(true).write(writable));
         let (data, writable) = match opened {
             // A daemon that is not root cannot write a 0444 file: serve it read-only.
             Err(e) if writable && e.kind() == std::io::ErrorKind::PermissionDenied => (
-                File::open(backing).map_err(|e| Error::io(backing, e))?,
+                crate::store::open_regular_read(backing).map_err(|e| Error::io(backing, e))?,
                 false,
             ),
             other => (other.map_err(|e| Error::io(backing, e))?, writable),
@@ -2232,10 +2255,7 @@ pub(super) fn open_branch(
 ) -> Result<OpenFile> {
     let (sidecar, access, manifest, pending, _) =
         read_sidecar(vault, file_id, sidecar_path, &display)?;
-    let data = OpenOptions::new()
-        .read(true)
-        .write(writable)
-        .open(data_path)
+    let data = crate::store::open_regular(data_path, OpenOptions::new().read(true).write(writable))
         .map_err(|e| Error::io(data_path, e))?;
     let committed = Committed {
         sidecar,

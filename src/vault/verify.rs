@@ -286,7 +286,7 @@ impl Deferred {
             return Ok(f.clone());
         }
         let c = &self.content;
-        let f = std::fs::File::open(&c.backing).map_err(|e| e.to_string())?;
+        let f = crate::store::open_regular_read(&c.backing).map_err(|e| e.to_string())?;
         let m = f.metadata().map_err(|e| e.to_string())?;
         if (m.dev(), m.ino()) != (c.dev, c.ino) {
             return Err("the content file was replaced while being verified".into());
