@@ -1,5 +1,6 @@
 //! POSIX behaviour of a mounted vault, checked through syscalls as users meet
-//! it: data at chunk boundaries, truncate, sparse files past 4 GiB, O_APPEND,
+//! it: data at chunk boundaries, truncate, sparse files past 4 GiB and
+//! SEEK_DATA/SEEK_HOLE, O_APPEND,
 //! rename flavours, directories, links, metadata, xattrs, statfs, fsync,
 //! unlinked-but-open files, name lengths, shared mmap, persistence, secrecy of
 //! the backing directory, and read-only mounts.
