@@ -340,9 +340,12 @@ impl Filesystem for CofferFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.inner.list_dir(ino.0) {
-            Ok(entries) => {
-                let fh = self.inner.new_handle(Handle::Dir { entries });
+        match self.inner.check_dir(ino.0) {
+            Ok(()) => {
+                let fh = self.inner.new_handle(Handle::Dir {
+                    ino: ino.0,
+                    entries: None,
+                });
                 reply.opened(FileHandle(fh), FopenFlags::empty())
             }
             Err(e) => reply.error(errno(e)),
@@ -361,10 +364,17 @@ impl Filesystem for CofferFs {
             Ok(h) => h,
             Err(e) => return reply.error(errno(e)),
         };
-        let h = crate::lock(&h);
-        let Handle::Dir { entries } = &*h else {
+        let mut h = crate::lock(&h);
+        let Handle::Dir { ino, entries } = &mut *h else {
             return reply.error(Errno::ENOTDIR);
         };
+        if offset == 0 || entries.is_none() {
+            match self.inner.list_dir(*ino) {
+                Ok(listed) => *entries = Some(listed),
+                Err(e) => return reply.error(errno(e)),
+            }
+        }
+        let entries = entries.as_deref().unwrap_or_default();
         for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
                 break;

@@ -60,8 +60,13 @@ pub(crate) enum Handle {
         write: bool,
         append: bool,
     },
+    /// Listed at the first `readdir` (and again when read from the start), not
+    /// at `opendir`: programs open directories only to `fsync` them (sqlite,
+    /// after each journal it creates), and listing costs a `statx` and a name
+    /// decryption per entry.
     Dir {
-        entries: Vec<(u64, fuser::FileType, std::ffi::OsString)>,
+        ino: u64,
+        entries: Option<Vec<(u64, fuser::FileType, std::ffi::OsString)>>,
     },
 }
 

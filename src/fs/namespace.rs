@@ -473,6 +473,14 @@ impl Inner {
     }
 
     /// A snapshot of a directory's entries, names decrypted.
+    /// What `opendir` checks before handing out a handle: the directory is
+    /// still there and its directory record verifies (listing waits for
+    /// `readdir`).
+    pub fn check_dir(&self, ino: u64) -> FsResult<()> {
+        let dir = self.path_of(ino)?;
+        self.dir_id(&dir).map(|_| ())
+    }
+
     pub fn list_dir(&self, ino: u64) -> FsResult<Vec<(u64, FileType, OsString)>> {
         let dir = self.path_of(ino)?;
         let id = self.dir_id(&dir)?;
