@@ -305,3 +305,50 @@ fn the_mount_settles_pending_chunks_of_an_idle_file() {
     assert!(std::fs::read(m.join("db")).unwrap() == model);
     m.unmount();
 }
+
+/// A rollback journal's pattern (sqlite): a new file written and `fsync`'ed,
+/// then a few bytes of it overwritten and `fsync`'ed again. The first sidecar
+/// has room for the overwrite's pending chunk, so the second commit is made in
+/// place (same sidecar inode: no second file, rename and directory sync), and
+/// the content is the new one, in this mount and the next.
+#[test]
+fn a_file_synced_when_new_takes_its_next_synced_overwrite_in_place() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    require_fuse!();
+    let _g = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let v = common::TestVault::new(&["alice"]);
+    let m = v.mount("alice");
+    let path = m.join("db-journal");
+    let mut model = pattern(12, 8 * 1024 + 600);
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&model).unwrap();
+    f.sync_all().unwrap();
+    let sidecars: Vec<PathBuf> = std::fs::read_dir(v.root.join("meta"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "meta"))
+        .collect();
+    assert_eq!(sidecars.len(), 1, "{sidecars:?}");
+    let inode = std::fs::metadata(&sidecars[0]).unwrap().ino();
+    f.write_all_at(b"header with a record count", 0).unwrap();
+    model[..26].copy_from_slice(b"header with a record count");
+    f.sync_all().unwrap();
+    assert_eq!(
+        std::fs::metadata(&sidecars[0]).unwrap().ino(),
+        inode,
+        "the synced overwrite replaced the sidecar instead of writing it in place"
+    );
+    let bytes = std::fs::read(&sidecars[0]).unwrap();
+    assert_eq!(
+        format::decode_sidecar(&bytes).unwrap().0.format_version,
+        2,
+        "the overwrite is carried in the sidecar"
+    );
+    drop(f);
+    assert!(std::fs::read(&path).unwrap() == model);
+    m.unmount();
+    let m = v.mount("alice");
+    assert!(std::fs::read(m.join("db-journal")).unwrap() == model);
+}

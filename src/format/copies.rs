@@ -118,10 +118,20 @@ fn copy_bytes(capacity: u32, seq: u64, payload: &[u8], pad: bool) -> Vec<u8> {
 /// A new layout-3 file whose copy 0 holds `payload` (sequence 1); `None` if
 /// the payload is too large for copies ([`MAX_PAYLOAD`]).
 pub fn new_file(magic: [u8; 4], payload: &[u8]) -> Option<(Vec<u8>, Copies)> {
+    new_file_with_room(magic, payload, 0)
+}
+
+/// [`new_file`] with room in each copy for a payload of `room` bytes or more
+/// (up to [`MAX_PAYLOAD`]), for a record its writer expects to grow soon.
+pub fn new_file_with_room(
+    magic: [u8; 4],
+    payload: &[u8],
+    room: usize,
+) -> Option<(Vec<u8>, Copies)> {
     if payload.len() > MAX_PAYLOAD {
         return None;
     }
-    let capacity = capacity_for(payload.len());
+    let capacity = capacity_for(payload.len().max(room.min(MAX_PAYLOAD)));
     let mut out = Vec::with_capacity(FILE_HEADER_LEN + COPY_HEADER_LEN + payload.len());
     out.extend_from_slice(&magic);
     out.extend_from_slice(&[LAYOUT_COPIES, 0, 0, 0]);
@@ -400,6 +410,10 @@ mod tests {
         assert!(big.next(&[1; 40_000]).is_some());
         assert!(big.next(&[1; 20_000]).is_none());
         assert!(new_file(MAGIC, &vec![0; MAX_PAYLOAD + 1]).is_none());
+        // Room asked for up front: a payload of that size is then written in place.
+        let (_, roomy) = new_file_with_room(MAGIC, b"small", 20_000).unwrap();
+        assert!(roomy.next(&[3; 20_000]).is_some());
+        assert!(state.next(&[3; 20_000]).is_none());
         let last = Copies {
             seq: u64::MAX,
             ..state

@@ -126,6 +126,11 @@ impl Committed {
 /// what databases pay per transaction). Larger commits use the journal.
 pub(super) const PENDING_MAX: usize = 1 << 20;
 
+/// A file at most this large (stored) when first made durable gets a first
+/// sidecar with room to carry all of its chunks as pending chunks (see
+/// [`OpenFile::write_sidecar`]); two chunks.
+const ROOM_FOR_OVERWRITES_MAX: usize = 2 * ((64 << 10) + crate::crypto::chunk::OVERHEAD);
+
 pub struct OpenFile {
     pub file_id: [u8; 16],
     pub(super) layout: Layout,
@@ -1069,7 +1074,23 @@ impl OpenFile {
                 }
             }
         }
-        let (bytes, copies) = sidecar_file(payload);
+        // A new file made durable at its first commit (a database's journal,
+        // an editor's save) is often overwritten and synced again at once, and
+        // a durable overwrite carries its chunks in the sidecar: room for them
+        // lets that commit be made in place, not by a second file and rename.
+        let room = match self.pending_create {
+            Some(_) if durability == Durability::Sync => {
+                let stored = self.layout.stored_len(self.size) - format::data::HEADER_LEN;
+                let chunks = self.layout.chunk_count(self.size) as usize;
+                if stored as usize <= ROOM_FOR_OVERWRITES_MAX {
+                    payload.len() + stored as usize + 64 * chunks
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        };
+        let (bytes, copies) = sidecar_file(payload, room);
         let created = match self.pending_create {
             // The first sidecar of a file made here: nothing to replace.
             Some(_) => {
@@ -1653,8 +1674,10 @@ fn load_committed_from(
 
 /// A new sidecar file holding `payload`: in layout 3 (two copies, so later
 /// changes overwrite in place), or as it is when too large for copies.
-fn sidecar_file(payload: Vec<u8>) -> (Vec<u8>, Option<format::copies::Copies>) {
-    match format::copies::new_file(format::SIDECAR.magic, &payload) {
+/// A new sidecar file for `payload`: layout 3 with room for `room` bytes or
+/// more in each copy, or the payload alone when it is too large for copies.
+fn sidecar_file(payload: Vec<u8>, room: usize) -> (Vec<u8>, Option<format::copies::Copies>) {
+    match format::copies::new_file_with_room(format::SIDECAR.magic, &payload, room) {
         Some((bytes, copies)) => (bytes, Some(copies)),
         None => (payload, None),
     }
@@ -2133,7 +2156,7 @@ impl Vault {
         data.set_len(format::data::HEADER_LEN)
             .map_err(|e| Error::io(backing, e))?;
         let path = self.paths.sidecar(file_id);
-        let (bytes, copies) = sidecar_file(format::encode_sidecar(&committed.sidecar, &[]));
+        let (bytes, copies) = sidecar_file(format::encode_sidecar(&committed.sidecar, &[]), 0);
         atomic_write(&path, &bytes, Durability::Sync)?;
         committed.copies = copies;
         vouch_own_signatures(self, &committed.sidecar);
