@@ -126,10 +126,12 @@ impl Committed {
 /// what databases pay per transaction). Larger commits use the journal.
 pub(super) const PENDING_MAX: usize = 1 << 20;
 
-/// A file at most this large (stored) when first made durable gets a first
-/// sidecar with room to carry all of its chunks as pending chunks (see
-/// [`OpenFile::write_sidecar`]); two chunks.
-const ROOM_FOR_OVERWRITES_MAX: usize = 2 * ((64 << 10) + crate::crypto::chunk::OVERHEAD);
+/// The most room a first sidecar is given for its file's chunks as pending
+/// chunks (see [`OpenFile::write_sidecar`]): small journals. It keeps the
+/// capacity under 16 KiB, where a later small payload is still written in
+/// place (`copies::Copies::next`), and a file that never gets a second
+/// version holds copy 0 only (the rest of the file is not written).
+const ROOM_FOR_OVERWRITES_MAX: usize = 12 << 10;
 
 pub struct OpenFile {
     pub file_id: [u8; 16],
@@ -1082,8 +1084,9 @@ impl OpenFile {
             Some(_) if durability == Durability::Sync => {
                 let stored = self.layout.stored_len(self.size) - format::data::HEADER_LEN;
                 let chunks = self.layout.chunk_count(self.size) as usize;
-                if stored as usize <= ROOM_FOR_OVERWRITES_MAX {
-                    payload.len() + stored as usize + 64 * chunks
+                let room = payload.len() + stored as usize + 64 * chunks;
+                if room <= ROOM_FOR_OVERWRITES_MAX {
+                    room
                 } else {
                     0
                 }
