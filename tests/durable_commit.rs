@@ -275,12 +275,7 @@ fn the_mount_settles_pending_chunks_of_an_idle_file() {
     f.write_all_at(&patch, 70_000).unwrap();
     f.sync_all().unwrap();
     model[70_000..70_000 + 4096].copy_from_slice(&patch);
-    let sidecars: Vec<PathBuf> = std::fs::read_dir(v.root.join("meta"))
-        .unwrap()
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "meta"))
-        .collect();
+    let sidecars = sidecar_files(&v.root);
     assert_eq!(sidecars.len(), 1, "{sidecars:?}");
     let version = || {
         let bytes = std::fs::read(&sidecars[0]).unwrap();
@@ -324,12 +319,7 @@ fn a_file_synced_when_new_takes_its_next_synced_overwrite_in_place() {
     let mut f = std::fs::File::create(&path).unwrap();
     f.write_all(&model).unwrap();
     f.sync_all().unwrap();
-    let sidecars: Vec<PathBuf> = std::fs::read_dir(v.root.join("meta"))
-        .unwrap()
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "meta"))
-        .collect();
+    let sidecars = sidecar_files(&v.root);
     assert_eq!(sidecars.len(), 1, "{sidecars:?}");
     let inode = std::fs::metadata(&sidecars[0]).unwrap().ino();
     f.write_all_at(b"header with a record count", 0).unwrap();
@@ -351,4 +341,14 @@ fn a_file_synced_when_new_takes_its_next_synced_overwrite_in_place() {
     m.unmount();
     let m = v.mount("alice");
     assert!(std::fs::read(m.join("db-journal")).unwrap() == model);
+}
+
+/// Every sidecar file of the vault at `root`.
+fn sidecar_files(root: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(root.join("meta"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "meta"))
+        .collect()
 }
