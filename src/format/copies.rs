@@ -179,6 +179,15 @@ impl Copies {
     }
 }
 
+/// The copy in force of `bytes` if they are a layout-3 file with `magic`;
+/// `Ok(None)` for any other file (a record written whole, layout 1/2).
+pub fn in_force(magic: [u8; 4], bytes: &[u8]) -> Result<Option<(&[u8], Copies)>, String> {
+    if !(bytes.starts_with(&magic) && is_copies(bytes)) {
+        return Ok(None);
+    }
+    current(bytes).map(Some)
+}
+
 /// The payload of the copy in force in a layout-3 file (magic already
 /// checked) and where it is. Errors describe the damage.
 pub fn current(bytes: &[u8]) -> Result<(&[u8], Copies), String> {

@@ -241,9 +241,9 @@ pub type SidecarFile = (Sidecar, PendingChunks, Option<super::copies::Copies>);
 pub fn decode_sidecar_file(bytes: &[u8]) -> crate::error::Result<SidecarFile> {
     use crate::error::Error;
     let kind = super::SIDECAR;
-    if bytes.len() >= 4 && bytes[..4] == kind.magic && super::copies::is_copies(bytes) {
-        let (payload, copies) =
-            super::copies::current(bytes).map_err(|e| Error::corrupt(kind.name, e))?;
+    let in_force =
+        super::copies::in_force(kind.magic, bytes).map_err(|e| Error::corrupt(kind.name, e))?;
+    if let Some((payload, copies)) = in_force {
         if super::copies::is_copies(payload) {
             return Err(Error::corrupt(
                 kind.name,

@@ -1005,21 +1005,18 @@ const CHECKPOINT_FILE_MAX: usize = 16 << 10;
 /// The checkpoint record of a checkpoint file: its copy in force, or the
 /// whole file when written whole (layout 1, before copies).
 pub fn checkpoint_in_force(bytes: &[u8]) -> Result<&[u8]> {
-    if bytes.starts_with(&CHECKPOINT.magic) && format::copies::is_copies(bytes) {
-        let (payload, _) =
-            format::copies::current(bytes).map_err(|e| Error::corrupt(CHECKPOINT.name, e))?;
-        return Ok(payload);
-    }
-    Ok(bytes)
+    let in_force = format::copies::in_force(CHECKPOINT.magic, bytes)
+        .map_err(|e| Error::corrupt(CHECKPOINT.name, e))?;
+    Ok(in_force.map_or(bytes, |(payload, _)| payload))
 }
 
 /// Writes checkpoint `record` (the caller holds the log's lock, which every
 /// checkpoint writer takes): into the older copy of the file there if it is
 /// intact and in layout 3, else as a new layout-3 file.
 fn write_checkpoint(path: &Path, record: &[u8], durability: Durability) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let existing = crate::store::open_regular_read(path).ok().and_then(|f| {
-        let m = f.metadata().ok()?;
+    use crate::store::inplace::{overwrite_at, Stamp};
+    let opened = crate::store::open_regular_stat(path, OpenOptions::new().read(true));
+    let existing = opened.ok().and_then(|(f, m)| {
         let mut bytes = Vec::new();
         (&f).take(CHECKPOINT_FILE_MAX as u64 + 1)
             .read_to_end(&mut bytes)
@@ -1027,26 +1024,14 @@ fn write_checkpoint(path: &Path, record: &[u8], durability: Durability) -> Resul
         Some((m, bytes))
     });
     if let Some((m, bytes)) = existing {
-        let state = (bytes.starts_with(&CHECKPOINT.magic) && format::copies::is_copies(&bytes))
-            .then(|| format::copies::current(&bytes).ok())
+        // A damaged file is replaced whole, like one in another layout.
+        let state = format::copies::in_force(CHECKPOINT.magic, &bytes)
+            .ok()
             .flatten();
         if let Some((at, copy, _)) = state.and_then(|(_, s)| s.next(record)) {
-            let unchanged = |now: &std::fs::Metadata| {
-                let stamp = |m: &std::fs::Metadata| {
-                    (
-                        m.ino(),
-                        m.len(),
-                        m.mtime(),
-                        m.mtime_nsec(),
-                        m.ctime(),
-                        m.ctime_nsec(),
-                    )
-                };
-                stamp(now) == stamp(&m)
-            };
-            let written =
-                crate::store::inplace::overwrite_at(path, at, &copy, durability, unchanged)
-                    .map_err(|e| Error::io(path, e))?;
+            let loaded = Stamp::of(&m);
+            let written = overwrite_at(path, at, &copy, durability, |now| Stamp::of(now) == loaded)
+                .map_err(|e| Error::io(path, e))?;
             if written.is_some() {
                 return Ok(());
             }

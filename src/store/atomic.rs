@@ -194,15 +194,17 @@ fn create_new_via_temp(
 
 /// Reads a whole file, refusing files larger than `max` (hostile storage).
 pub fn read_limited(path: &Path, max: usize, kind: &'static str) -> Result<Vec<u8>> {
-    let f = super::open_regular_read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::NotFound(format!("{kind} not found: {}", path.display()))
+    let (f, meta) = super::open_regular_stat(path, OpenOptions::new().read(true)).map_err(|e| {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::NotFound(format!("{kind} not found: {}", path.display()))
+            }
+            _ => Error::io(path, e),
         }
-        _ => Error::io(path, e),
     })?;
     // Sized from the file's length: one read instead of a doubling series
     // from 32 bytes (a sidecar took seven `read` calls).
-    let len = f.metadata().map_or(0, |m| m.len()).min(max as u64) as usize;
+    let len = meta.len().min(max as u64) as usize;
     let mut out = Vec::with_capacity(len + 1);
     f.take(max as u64 + 1)
         .read_to_end(&mut out)

@@ -13,6 +13,34 @@ use std::path::Path;
 
 use super::Durability;
 
+/// What identifies one version of a file on disk: every cache of verified
+/// records, and every writer in place, compares it with the version it loaded.
+/// ctime is part of it because no user can set it: a rewrite that restores the
+/// mtime still changes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    ino: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    len: u64,
+}
+
+impl Stamp {
+    pub fn of(m: &Metadata) -> Stamp {
+        Stamp {
+            ino: m.ino(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            len: m.len(),
+        }
+    }
+
+    /// The stamp of the file at `path` (following symlinks), if there is one.
+    pub fn of_path(path: &Path) -> Option<Stamp> {
+        std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
+    }
+}
+
 /// Writes `bytes` at `offset` of the regular file `path` if `accept` approves
 /// its metadata (taken from the open descriptor, so it is the file written).
 /// Returns the file's metadata after the write, or `None` if it declined: the

@@ -133,11 +133,20 @@ pub fn open_nonblocking(path: &Path, options: &mut OpenOptions) -> io::Result<Fi
 /// device or directory where a record or content file belongs gives an error
 /// that [`crate::Error::io`] reports as an integrity failure naming the path.
 pub fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    open_regular_stat(path, options).map(|(file, _)| file)
+}
+
+/// [`open_regular`], also giving the metadata it checked (no second `fstat`).
+pub fn open_regular_stat(
+    path: &Path,
+    options: &mut OpenOptions,
+) -> io::Result<(File, std::fs::Metadata)> {
     let file = open_nonblocking(path, options)?;
-    if !file.metadata()?.file_type().is_file() {
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidData, NotRegular));
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 /// [`open_regular`] for reading.

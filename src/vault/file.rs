@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::Vault;
@@ -57,29 +57,10 @@ pub fn take_committed_bytes() -> usize {
 }
 
 /// What identifies a sidecar version on disk, to notice another mount's commit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Stamp {
-    ino: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    len: u64,
-}
+pub(super) use crate::store::inplace::Stamp;
 
 pub(super) fn stamp_of(path: &Path) -> Option<Stamp> {
-    std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
-}
-
-impl Stamp {
-    fn of(m: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            ino: m.ino(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-            // ctime cannot be set by users: a rewrite in place that restores the
-            // mtime still changes it.
-            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-            len: m.len(),
-        }
-    }
+    Stamp::of_path(path)
 }
 
 /// Committed state: what the sidecar on disk says, verified.
@@ -954,14 +935,15 @@ impl OpenFile {
         };
         super::share::prune_epochs(&mut sidecar, epoch);
         // The commit point. (A detached branch keeps naming the file's own sidecar.)
-        let mut written = (None, stamp_of(&vault.paths.sidecar(&self.file_id)));
-        if !self.detached {
+        let written = if self.detached {
+            (None, stamp_of(&vault.paths.sidecar(&self.file_id)))
+        } else {
             if self.pending_create.is_some() {
                 create_meta_dir(vault, &self.file_id)?;
             }
             let refs: Vec<(u64, &[u8])> = new_pending.iter().map(|(i, c)| (*i, &c[..])).collect();
-            written = self.write_sidecar(vault, &sidecar, durability, &refs)?;
-        }
+            self.write_sidecar(vault, &sidecar, durability, &refs)?
+        };
         crate::store::crash_point::write_slot_runs(&self.data, writes)
             .map_err(|e| Error::io(&self.data_path, e))?;
         if stored_len < cur_len {

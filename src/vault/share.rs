@@ -160,14 +160,17 @@ impl OpenFile {
         if let Some(k) = new_keys {
             sidecar.keys.push(k);
         }
-        let mut written = (None, None);
-        if !self.detached {
+        // A detached branch keeps naming the file's own sidecar.
+        let written = if self.detached {
+            (None, stamp_of(&vault.paths.sidecar(&self.file_id)))
+        } else {
             // The new sidecar drops the pending chunks: slots first.
             self.sync_pending_slots()?;
-            written = self.write_sidecar(vault, &sidecar, vault.change_durability(), &[])?;
+            let written = self.write_sidecar(vault, &sidecar, vault.change_durability(), &[])?;
             self.committed.pending.clear();
             vault.record_all(events)?;
-        }
+            written
+        };
         if !self.detached {
             vault.seen.observe(
                 &self.file_id,

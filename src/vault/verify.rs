@@ -846,6 +846,7 @@ impl Vault {
         }
     }
 }
+
 /// The sidecar's copy not in force (layout 3) must be an intact earlier
 /// version, never written, or a write cut short; anything else was altered.
 fn check_sidecar_copies(f: &OpenFile, shown: &str, r: &mut VerifyReport) {
