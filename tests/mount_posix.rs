@@ -864,6 +864,81 @@ fn hard_links() {
     assert_eq!(read(&m.join("two")), b"after remount");
 }
 
+/// Runs `script` with `sh` as uid/gid 65534 (no supplementary groups),
+/// its standard output on `out`: the child reaches the file through that
+/// descriptor and `/proc/self/fd/1`, not through the test's private directories.
+fn as_nobody(script: &str, out: &File) {
+    use std::os::unix::process::CommandExt;
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .uid(65534)
+        .gid(65534)
+        .stdout(out.try_clone().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "sh -c {script:?} as uid 65534: {status}");
+}
+
+/// Linux drops set-user-ID (and set-group-ID where group-executable, or where
+/// the writer is not in the group) when an unprivileged caller writes or
+/// truncates, and on chown; root's own writes keep them. The mount does this
+/// itself (FUSE_HANDLE_KILLPRIV_V2), and `stat` right after shows it.
+#[test]
+fn set_id_bits_drop_on_unprivileged_write_truncate_and_chown() {
+    require_fuse!();
+    let v = vault();
+    let m = v.mount_with("alice", &["--allow-other"]);
+    let p = m.join("tool");
+    fs::write(&p, b"#!/bin/sh\n").unwrap();
+    let mode = |want: u32, what: &str| {
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, want, "{what}");
+    };
+    let chmod = |mode: u32| fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    let appending = || OpenOptions::new().append(true).open(&p).unwrap();
+
+    chmod(0o6777);
+    as_nobody("printf x", &appending());
+    mode(0o777, "write by uid 65534 drops both bits");
+
+    chmod(0o6777);
+    appending().write_all(b"y").unwrap();
+    mode(0o6777, "root's write keeps them");
+
+    chmod(0o2767);
+    as_nobody("printf x", &appending());
+    mode(0o767, "set-group-ID goes for a writer outside the group");
+
+    chmod(0o6777);
+    as_nobody("truncate -s 3 /proc/self/fd/1", &appending());
+    mode(0o777, "truncate by uid 65534");
+    assert_eq!(fs::metadata(&p).unwrap().len(), 3);
+
+    chmod(0o6777);
+    as_nobody(": > /proc/self/fd/1", &appending());
+    mode(0o777, "O_TRUNC open by uid 65534");
+    assert_eq!(fs::metadata(&p).unwrap().len(), 0);
+
+    chmod(0o6755);
+    std::os::unix::fs::chown(&p, Some(1), Some(1)).unwrap();
+    mode(0o755, "chown");
+
+    // Directories keep theirs (set-group-ID directories pass their group on).
+    let d = m.join("shared");
+    fs::create_dir(&d).unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o2775)).unwrap();
+    std::os::unix::fs::chown(&d, Some(1), Some(1)).unwrap();
+    assert_eq!(
+        fs::metadata(&d).unwrap().mode() & 0o7777,
+        0o2775,
+        "chown of a directory"
+    );
+
+    // And the data is what was written.
+    fs::write(&p, b"new").unwrap();
+    assert_eq!(read(&p), b"new");
+}
+
 #[test]
 fn chmod_chown_utimens() {
     require_fuse!();

@@ -9,8 +9,25 @@ use std::sync::{Arc, Mutex};
 
 use fuser::{FileAttr, FopenFlags};
 
+use super::setid::Caller;
 use super::{FsResult, Handle, Inner, OpenState};
 use crate::store::Durability;
+
+/// The open flags of a new handle: the kernel's cache kept when the file is
+/// unchanged, and no FLUSH at close for a handle that cannot write (a flush
+/// has nothing to commit there, and coffer keeps no POSIX locks of its own):
+/// one round trip fewer per read-only open.
+pub(crate) fn fopen_flags(open_flags: i32, keep_cache: bool) -> FopenFlags {
+    let acc = open_flags & libc::O_ACCMODE;
+    let mut fl = FopenFlags::empty();
+    if keep_cache {
+        fl |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    if acc != libc::O_WRONLY && acc != libc::O_RDWR {
+        fl |= FopenFlags::FOPEN_NOFLUSH;
+    }
+    fl
+}
 
 impl Inner {
     /// Returns the shared state of an inode, opening the file if needed.
@@ -103,7 +120,7 @@ impl Inner {
         }
     }
 
-    pub fn open(&self, ino: u64, flags: i32) -> FsResult<(u64, FopenFlags)> {
+    pub fn open(&self, ino: u64, flags: i32, caller: &Caller) -> FsResult<(u64, FopenFlags)> {
         let path = self.path_of(ino)?;
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
@@ -113,6 +130,13 @@ impl Inner {
         self.prefetch.opening(&path);
         let st = self.open_state(ino, &path)?;
         let checked = self.check_open(&st, ino, &path, flags, write);
+        let checked = checked.and_then(|keep| {
+            // Linux drops set-id bits on O_TRUNC by an unprivileged caller.
+            if flags & libc::O_TRUNC != 0 && !caller.privileged() {
+                self.drop_set_id_of(ino, crate::lock(&st.file).data_file(), caller)?;
+            }
+            Ok(keep)
+        });
         let keep_cache = match checked {
             Ok(keep) => keep,
             Err(e) => {
@@ -126,11 +150,7 @@ impl Inner {
             write,
             append: flags & libc::O_APPEND != 0,
         });
-        let mut fl = FopenFlags::empty();
-        if keep_cache {
-            fl |= FopenFlags::FOPEN_KEEP_CACHE;
-        }
-        Ok((fh, fl))
+        Ok((fh, fopen_flags(flags, keep_cache)))
     }
 
     /// What `open` checks and does once the state is pinned: the rights the
@@ -240,12 +260,23 @@ impl Inner {
             .map_err(|e| self.fail(&format!("read {display}"), e))
     }
 
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
-        let (_, st, write, append) = self.file_handle(fh)?;
+    /// Writes `data` at `offset` (at the end for `O_APPEND`); `drops_set_id`
+    /// is the caller when the kernel asks for the set-id bits to go first.
+    pub fn write(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        drops_set_id: Option<&Caller>,
+    ) -> FsResult<u32> {
+        let (ino, st, write, append) = self.file_handle(fh)?;
         if !write {
             return Err(libc::EBADF);
         }
         let mut f = crate::lock(&st.file);
+        if let Some(caller) = drops_set_id {
+            self.drop_set_id_of(ino, f.data_file(), caller)?;
+        }
         let at = if append { f.size() } else { offset };
         let display = f.display.clone();
         f.write(&self.vault, at, data)

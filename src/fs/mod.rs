@@ -5,6 +5,7 @@
 //! - `namespace.rs`: lookup, mkdir, unlink, rename, link, symlink, readdir
 //! - `files.rs`: open, read, write, flush, fsync, truncate (shared per-inode state)
 //! - `xattr.rs`: encrypted `user.*` extended attributes
+//! - `setid.rs`: dropping set-user-ID/set-group-ID bits on write, truncate, chown
 //! - `adapter.rs`: the `fuser::Filesystem` impl that turns results into replies
 //! - `reaper.rs`: closes unlinked backing files off the request path
 //! - `sys.rs`: the libc calls std lacks (the only `unsafe` in the adapter)
@@ -15,6 +16,7 @@ mod files;
 mod inodes;
 mod namespace;
 mod prefetch;
+mod setid;
 mod sys;
 mod xattr;
 
@@ -85,6 +87,8 @@ pub(crate) struct Inner {
     /// Reads the files of listed directories ahead (hints only).
     pub prefetch: prefetch::Prefetcher,
     pub stop: AtomicBool,
+    /// Notifications to the kernel (cache invalidation), set once mounted.
+    pub kernel: std::sync::OnceLock<fuser::Notifier>,
 }
 
 impl Inner {
@@ -239,6 +243,7 @@ pub fn mount(
         reaper: crate::store::reaper::start_global(),
         prefetch,
         stop: AtomicBool::new(false),
+        kernel: std::sync::OnceLock::new(),
     });
 
     let mut options = vec![
@@ -278,6 +283,7 @@ pub fn mount(
     };
     let session =
         fuser::Session::new(fs, mountpoint, &config).map_err(|e| Error::io(mountpoint, e))?;
+    let _ = inner.kernel.set(session.notifier());
 
     // Background commits so other mounts see data written through long-open files.
     let flusher = {
