@@ -670,6 +670,106 @@ fn current_umask() -> u32 {
     u32::from_str_radix(line.split_whitespace().nth(1).unwrap(), 8).unwrap()
 }
 
+/// What `stat` says of each entry, in a comparable form.
+fn stat_line(p: &Path) -> String {
+    let md = fs::symlink_metadata(p).unwrap();
+    format!(
+        "ino {} mode {:o} nlink {} uid {} size {} mtime {}.{}",
+        md.ino(),
+        md.mode(),
+        md.nlink(),
+        md.uid(),
+        md.size(),
+        md.mtime(),
+        md.mtime_nsec()
+    )
+}
+
+/// A listing hands the kernel each entry's attributes (READDIRPLUS), so the
+/// `stat` that follows a listing is answered from them: they must be what a
+/// lookup of its own gives, for every kind of entry (a hard link, a symlink,
+/// a file held open), and names must follow renames and unlinks after it.
+#[test]
+fn attributes_from_a_listing_match_a_fresh_lookup() {
+    require_fuse!();
+    let v = vault();
+    let m = v.mount("alice");
+    let d = m.join("d");
+    fs::create_dir(&d).unwrap();
+    fs::write(d.join("small"), b"12345").unwrap();
+    fs::write(d.join("chunky"), pattern(3, CHUNK + 17)).unwrap();
+    fs::hard_link(d.join("small"), d.join("small-link")).unwrap();
+    std::os::unix::fs::symlink("a/target/of/some/length", d.join("sym")).unwrap();
+    fs::create_dir(d.join("sub")).unwrap();
+    fs::set_permissions(d.join("chunky"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::write(d.join("held"), pattern(4, 9000)).unwrap();
+    // A new mount: no entry has been looked up, the listing is the first look.
+    m.unmount();
+    let m = v.mount("alice");
+    let d = m.join("d");
+    let mut held = OpenOptions::new()
+        .append(true)
+        .open(d.join("held"))
+        .unwrap();
+    held.write_all(b"+").unwrap();
+    // Committed now, so the flusher moves no mtime between the two looks.
+    held.sync_all().unwrap();
+
+    let listed_then_stat = || {
+        let mut lines: Vec<(String, String)> = fs::read_dir(&d)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                // Opened by the inode the listing gave, with no lookup first.
+                let len = match e.file_type().unwrap().is_file() {
+                    true => read(&e.path()).len(),
+                    false => 0,
+                };
+                (name, format!("{} read {len}", stat_line(&e.path())))
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    let after_listing = listed_then_stat();
+    assert_eq!(after_listing.len(), 6, "{after_listing:#?}");
+    // Past the attribute timeout every stat is a fresh lookup.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let fresh: Vec<(String, String)> = after_listing
+        .iter()
+        .map(|(n, line)| {
+            let read = line.rsplit_once(" read ").unwrap().1;
+            (n.clone(), format!("{} read {read}", stat_line(&d.join(n))))
+        })
+        .collect();
+    assert_eq!(after_listing, fresh);
+    let held_line = &after_listing.iter().find(|(n, _)| n == "held").unwrap().1;
+    assert!(held_line.contains("size 9001"), "{held_line}");
+
+    // Renamed and unlinked after a listing: the names follow at once.
+    let _ = listed_then_stat();
+    fs::rename(d.join("small"), d.join("renamed")).unwrap();
+    fs::remove_file(d.join("chunky")).unwrap();
+    assert_eq!(read(&d.join("renamed")), b"12345");
+    assert_errno(
+        fs::metadata(d.join("small")),
+        libc::ENOENT,
+        "stat of the old name",
+    );
+    assert_errno(
+        fs::metadata(d.join("chunky")),
+        libc::ENOENT,
+        "stat of an unlinked file",
+    );
+    assert_eq!(fs::metadata(d.join("small-link")).unwrap().nlink(), 2);
+    drop(held);
+    let mut want = pattern(4, 9000);
+    want.push(b'+');
+    assert_eq!(read(&d.join("held")), want);
+    m.unmount();
+}
+
 #[test]
 fn readdir_lists_exact_names() {
     require_fuse!();

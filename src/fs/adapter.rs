@@ -51,6 +51,10 @@ impl Filesystem for CofferFs {
         // for `security.capability` before every write: one round trip fewer
         // per write request.
         let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        // Listings with attributes where the kernel finds them useful
+        // (it switches to plain READDIR for directories only listed).
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         Ok(())
     }
 
@@ -378,25 +382,61 @@ impl Filesystem for CofferFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let h = match self.inner.handle(fh.0) {
+        let h = match self.listing(fh, offset) {
             Ok(h) => h,
             Err(e) => return reply.error(errno(e)),
         };
-        let mut h = crate::lock(&h);
-        let Handle::Dir { ino, entries } = &mut *h else {
+        let h = crate::lock(&h);
+        let Handle::Dir { entries, .. } = &*h else {
             return reply.error(Errno::ENOTDIR);
         };
-        if offset == 0 || entries.is_none() {
-            match self.inner.list_dir(*ino) {
-                Ok(listed) => *entries = Some(listed),
-                Err(e) => return reply.error(errno(e)),
-            }
-        }
         let entries = entries.as_deref().unwrap_or_default();
-        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
                 break;
             }
+        }
+        reply.ok()
+    }
+
+    /// READDIR with each entry's attributes: the kernel then needs no LOOKUP
+    /// for the entries it lists (`ls -l`, `find`, `grep -r`, `tar c`), and the
+    /// listing has the `stat` of every entry anyway.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: fuser::ReplyDirectoryPlus,
+    ) {
+        let h = match self.listing(fh, offset) {
+            Ok(h) => h,
+            Err(e) => return reply.error(errno(e)),
+        };
+        let h = crate::lock(&h);
+        let Handle::Dir { ino: dir, entries } = &*h else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        let entries = entries.as_deref().unwrap_or_default();
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            let (ino, attr) = match self.inner.listed_attr(*dir, e) {
+                Ok(found) => found,
+                // The directory itself is gone (`.` has no attributes left).
+                Err(e) => return reply.error(errno(e)),
+            };
+            let full = reply.add(
+                INodeNo(ino),
+                (i + 1) as u64,
+                &e.name,
+                &TTL,
+                &attr,
+                Generation(0),
+            );
+            if full {
+                break;
+            }
+            self.inner.listed_sent(ino, e);
         }
         reply.ok()
     }
@@ -522,5 +562,23 @@ impl Filesystem for CofferFs {
             ),
             Err(e) => reply.error(errno(e)),
         }
+    }
+}
+
+impl CofferFs {
+    /// The directory handle `fh`, listed when read from the start (or first
+    /// read at all).
+    fn listing(&self, fh: FileHandle, offset: u64) -> Result<Arc<std::sync::Mutex<Handle>>, i32> {
+        let h = self.inner.handle(fh.0)?;
+        {
+            let mut guard = crate::lock(&h);
+            let Handle::Dir { ino, entries } = &mut *guard else {
+                return Err(libc::ENOTDIR);
+            };
+            if offset == 0 || entries.is_none() {
+                *entries = Some(self.inner.list_dir(*ino)?);
+            }
+        }
+        Ok(h)
     }
 }

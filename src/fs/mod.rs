@@ -68,8 +68,18 @@ pub(crate) enum Handle {
     /// decryption per entry.
     Dir {
         ino: u64,
-        entries: Option<Vec<(u64, fuser::FileType, std::ffi::OsString)>>,
+        entries: Option<Vec<Listed>>,
     },
+}
+
+/// One entry of a directory listing.
+pub(crate) struct Listed {
+    pub ino: u64,
+    pub kind: fuser::FileType,
+    pub name: std::ffi::OsString,
+    /// The entry's backing path and `stat` at listing time, for READDIRPLUS
+    /// (none for `.` and `..`, which the kernel does not look up).
+    pub found: Option<(PathBuf, std::fs::Metadata)>,
 }
 
 pub(crate) struct Inner {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use fuser::{FileAttr, FileType};
 
-use super::{FsResult, Inner};
+use super::{FsResult, Inner, Listed};
 use crate::store::{is_internal_name, DIR_RECORD};
 use crate::vault::names::BackingName;
 
@@ -481,13 +481,16 @@ impl Inner {
         self.dir_id(&dir).map(|_| ())
     }
 
-    pub fn list_dir(&self, ino: u64) -> FsResult<Vec<(u64, FileType, OsString)>> {
+    pub fn list_dir(&self, ino: u64) -> FsResult<Vec<Listed>> {
         let dir = self.path_of(ino)?;
         let id = self.dir_id(&dir)?;
-        let mut out = vec![
-            (ino, FileType::Directory, OsString::from(".")),
-            (ino, FileType::Directory, OsString::from("..")),
-        ];
+        let dot = |name: &str| Listed {
+            ino,
+            kind: FileType::Directory,
+            name: OsString::from(name),
+            found: None,
+        };
+        let mut out = vec![dot("."), dot("..")];
         let rd = fs::read_dir(&dir).map_err(Inner::io_err)?;
         let mut files = 0;
         for entry in rd {
@@ -510,10 +513,36 @@ impl Inner {
             let Ok(m) = entry.metadata() else { continue };
             let child = crate::lock(&self.inodes).ino_for(super::inodes::key_of(&m));
             files += usize::from(m.is_file());
-            out.push((child, super::attr::kind_of(&m), name));
+            out.push(Listed {
+                ino: child,
+                kind: super::attr::kind_of(&m),
+                name,
+                found: Some((entry.path(), m)),
+            });
         }
         self.prefetch.listed(&dir, files);
         Ok(out)
+    }
+
+    /// The inode and attributes READDIRPLUS hands the kernel for a listed
+    /// entry (`.`/`..`: the directory's own, which the kernel ignores).
+    pub fn listed_attr(&self, dir_ino: u64, e: &Listed) -> FsResult<(u64, FileAttr)> {
+        match &e.found {
+            Some((_, m)) => {
+                let ino = crate::lock(&self.inodes).ino_for(super::inodes::key_of(m));
+                Ok((ino, self.attr_of(ino, m)))
+            }
+            None => Ok((e.ino, self.getattr(dir_ino)?)),
+        }
+    }
+
+    /// Counts a lookup of a listed entry the kernel received in a
+    /// READDIRPLUS reply: the kernel now holds it, as after LOOKUP, and
+    /// sends FORGET for it later.
+    pub fn listed_sent(&self, ino: u64, e: &Listed) {
+        if let Some((path, m)) = &e.found {
+            crate::lock(&self.inodes).remember(ino, super::inodes::key_of(m), path);
+        }
     }
 }
 
