@@ -260,3 +260,85 @@ fn unlinked_while_open_reads_and_writes_while_other_handles_close() {
     m.unmount();
     verify_clean(&v, "alice");
 }
+
+/// Reads of one file run without the file's lock (`OpenFile::plan_read`),
+/// several at once: from three threads past the kernel's cache (`O_DIRECT`),
+/// while a writer rewrites and syncs every chunk, each read must give whole
+/// chunks, each of one version and at its place. (The exact interleaving of a
+/// plan, a commit and the plan's run is pinned by
+/// `tests/file_io.rs::a_read_planned_before_a_commit_yields_whole_chunks_after_it`.)
+#[test]
+fn reads_racing_commits_see_whole_chunks() {
+    use std::os::unix::fs::OpenOptionsExt;
+    require_fuse!();
+    let v = TestVault::new(&["alice"]);
+    let m = v.mount("alice");
+    let path = m.join("racing.bin");
+    let chunks = 6;
+    let mut first = Vec::new();
+    for i in 0..chunks {
+        first.extend(chunk_fill(0, 0, i));
+    }
+    fs::write(&path, &first).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let f = OpenOptions::new().write(true).open(&path).unwrap();
+            let mut round = 1u32;
+            while Instant::now() < deadline {
+                for i in 0..chunks {
+                    let body = chunk_fill(1, round, i);
+                    f.write_all_at(&body, (i * common::CHUNK) as u64).unwrap();
+                }
+                f.sync_all().unwrap();
+                round += 1;
+            }
+            round
+        })
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|t| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(&path)
+                    .unwrap();
+                let mut reads = 0u32;
+                // Two chunks per read, as the kernel's read-ahead asks.
+                let mut buf = vec![0u8; 2 * common::CHUNK];
+                while Instant::now() < deadline {
+                    let at = ((reads as usize + t) % (chunks - 1)) * common::CHUNK;
+                    f.read_exact_at(&mut buf, at as u64).unwrap();
+                    for (k, got) in buf.chunks(common::CHUNK).enumerate() {
+                        let i = at / common::CHUNK + k;
+                        let tag_end = got.iter().position(|b| *b == b']').unwrap_or(0) + 1;
+                        let tag = String::from_utf8_lossy(&got[..tag_end]).into_owned();
+                        let whole = got.starts_with(b"[")
+                            && tag.ends_with(&format!(":{i}]"))
+                            && got
+                                == tag
+                                    .bytes()
+                                    .cycle()
+                                    .take(common::CHUNK)
+                                    .collect::<Vec<u8>>()
+                                    .as_slice();
+                        assert!(whole, "chunk {i} torn or misplaced, starts {tag:?}");
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let rounds = writer.join().unwrap();
+    let reads: u32 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(
+        rounds > 2 && reads > 10,
+        "{rounds} write rounds, {reads} reads"
+    );
+    m.unmount();
+    verify_clean(&v, "alice");
+}

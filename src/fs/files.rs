@@ -252,12 +252,24 @@ impl Inner {
         }
     }
 
+    /// Reads with the file's lock held only to plan and, if needed, to
+    /// finish (`OpenFile::plan_read`): the `pread` and the decryption of
+    /// several requests for one file (the kernel's read-ahead) run at once.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (_, st, _, _) = self.file_handle(fh)?;
-        let mut f = crate::lock(&st.file);
-        let display = f.display.clone();
-        f.read(offset, size as usize)
-            .map_err(|e| self.fail(&format!("read {display}"), e))
+        let plan = {
+            let mut f = crate::lock(&st.file);
+            f.plan_read(offset, size as usize)
+                .map_err(|e| self.fail(&format!("read {}", f.display), e))?
+        };
+        match plan.run().into_complete() {
+            Ok(bytes) => Ok(bytes),
+            Err(rest) => {
+                let f = crate::lock(&st.file);
+                f.finish_read(rest)
+                    .map_err(|e| self.fail(&format!("read {}", f.display), e))
+            }
+        }
     }
 
     /// Writes `data` at `offset` (at the end for `O_APPEND`); `drops_set_id`

@@ -117,7 +117,7 @@ const ROOM_FOR_OVERWRITES_MAX: usize = 12 << 10;
 pub struct OpenFile {
     pub file_id: [u8; 16],
     pub(super) layout: Layout,
-    pub(super) data: File,
+    pub(super) data: std::sync::Arc<File>,
     pub(super) data_path: PathBuf,
     pub(super) writable: bool,
     pub(super) committed: Committed,
@@ -188,7 +188,7 @@ impl OpenFile {
         OpenFile {
             file_id,
             layout: vault.layout(),
-            data,
+            data: std::sync::Arc::new(data),
             data_path: data_path.to_path_buf(),
             writable,
             size: committed.manifest.size,
@@ -272,8 +272,26 @@ impl OpenFile {
 
     /// Reads up to `len` bytes at `offset` (short at end of file).
     pub fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let done = self.plan_read(offset, len)?.run();
+        self.finish_read(done)
+    }
+
+    /// The first half of a read, under the file's lock: dirty bytes are
+    /// copied, partly written chunks loaded, and the committed chunks to
+    /// fetch listed with what checks them. [`ReadPlan::run`] then reads and
+    /// decrypts them without the lock, and [`OpenFile::finish_read`] redoes
+    /// under the lock whatever did not verify there.
+    pub fn plan_read(&mut self, offset: u64, len: usize) -> Result<ReadPlan> {
+        let mut plan = ReadPlan {
+            out: Vec::new(),
+            fetch: Vec::new(),
+            data: self.data.clone(),
+            keys: HashMap::new(),
+            file_id: self.file_id,
+            layout: self.layout,
+        };
         if offset >= self.size || len == 0 {
-            return Ok(Vec::new());
+            return Ok(plan);
         }
         let end = (offset + len as u64).min(self.size);
         let cs = self.layout.chunk_size();
@@ -283,8 +301,7 @@ impl OpenFile {
             }
         }
         // Zero-filled: holes and bytes past a chunk's stored length read as zeros.
-        let mut out = vec![0u8; (end - offset) as usize];
-        let mut fetch: Vec<Fetch> = Vec::new();
+        plan.out = vec![0u8; (end - offset) as usize];
         for idx in offset / cs..=(end - 1) / cs {
             let start = idx * cs;
             let lo = offset.max(start) - start;
@@ -293,96 +310,44 @@ impl OpenFile {
             if let Some(d) = self.dirty.get(&idx) {
                 let have = (d.len() as u64).min(hi);
                 if have > lo {
-                    out[at..at + (have - lo) as usize]
+                    plan.out[at..at + (have - lo) as usize]
                         .copy_from_slice(&d[lo as usize..have as usize]);
                 }
                 continue;
             }
             if let Some(Some(r)) = self.chunks.get(idx as usize).copied() {
-                let plain_len = self.stored_plain_len(idx);
-                fetch.push(Fetch {
+                if let Some(key) = self.keys.get(&r.epoch) {
+                    plan.keys.entry(r.epoch).or_insert_with(|| key.clone());
+                }
+                plan.fetch.push(Fetch {
                     idx,
                     r,
-                    plain_len,
+                    plain_len: self.stored_plain_len(idx),
                     lo: lo as usize,
                     hi: hi as usize,
                     at,
                 });
             }
         }
-        // Adjacent committed chunks come in with one pread; only the last chunk
-        // of a run may be shorter than a slot.
-        let slot = self.layout.slot_size() as usize;
-        let mut i = 0;
-        while i < fetch.len() {
-            let mut j = i + 1;
-            while j < fetch.len()
-                && fetch[j].idx == fetch[j - 1].idx + 1
-                && fetch[j - 1].plain_len + chunk::OVERHEAD == slot
-            {
-                j += 1;
-            }
-            self.read_run(&fetch[i..j], &mut out)?;
-            i = j;
-        }
-        Ok(out)
+        Ok(plan)
     }
 
-    /// Reads and verifies a run of adjacent committed chunks and decrypts the
-    /// bytes wanted straight into `out`. Runs of several chunks are opened on
-    /// several threads.
-    fn read_run(&self, run: &[Fetch], out: &mut [u8]) -> Result<()> {
-        let slot = self.layout.slot_size() as usize;
-        let last = run.last().expect("runs are not empty");
-        let total = (run.len() - 1) * slot + last.plain_len + chunk::OVERHEAD;
-        let mut buf = vec![0u8; total];
-        // A short read leaves zeros, which fail the hash check below.
-        read_full_at(&self.data, &mut buf, self.layout.slot_offset(run[0].idx))
-            .map_err(|e| Error::io(&self.data_path, e))?;
-        let mut jobs: Vec<(&Fetch, &[u8], &mut [u8])> = Vec::with_capacity(run.len());
-        let mut stored = &buf[..];
-        let mut dst = out;
-        let mut consumed = 0;
-        for f in run {
-            let (piece, tail) = stored.split_at(f.plain_len + chunk::OVERHEAD);
-            stored = tail;
-            // Bytes past the chunk's plaintext stay zero.
-            let n = f.hi.min(f.plain_len).saturating_sub(f.lo);
-            let (_, rest) = std::mem::take(&mut dst).split_at_mut(f.at - consumed);
-            let (mine, rest) = rest.split_at_mut(n);
-            dst = rest;
-            consumed = f.at + n;
-            jobs.push((f, piece, mine));
-        }
-        let keys = &self.keys;
-        let file_id = &self.file_id;
-        let opened = par_map(jobs, |(f, piece, mine)| {
-            let ok = *blake3::hash(piece).as_bytes() == f.r.hash
-                && keys.get(&f.r.epoch).is_some_and(|k| {
-                    chunk::open_range(
-                        k,
-                        file_id,
-                        f.r.epoch,
-                        f.idx,
-                        piece,
-                        f.lo.min(f.plain_len),
-                        mine,
-                    )
-                });
-            (f, ok, mine)
-        });
-        for (f, ok, mine) in opened {
-            if !ok {
-                // Journal overlay, or the exact error: the one-chunk path decides.
-                let plain = self.load_committed_chunk(f.idx)?;
-                let have = plain.len().min(f.lo + mine.len());
-                mine.fill(0);
-                if have > f.lo {
-                    mine[..have - f.lo].copy_from_slice(&plain[f.lo..have]);
-                }
+    /// The second half of a read: the chunks [`ReadPlan::run`] could not
+    /// verify (still in a write journal or carried in the sidecar, a slot a
+    /// commit rewrote meanwhile, or damage) are read by the one-chunk path,
+    /// which finds them or names the exact error.
+    pub fn finish_read(&self, done: ReadDone) -> Result<Vec<u8>> {
+        let ReadDone { mut out, failed } = done;
+        for f in failed {
+            let plain = self.load_committed_chunk(f.idx)?;
+            let mine = &mut out[f.at..f.at + f.wanted()];
+            mine.fill(0);
+            let have = plain.len().min(f.lo + mine.len());
+            if have > f.lo {
+                mine[..have - f.lo].copy_from_slice(&plain[f.lo..have]);
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     fn load_committed_chunk(&self, idx: u64) -> Result<Vec<u8>> {
@@ -1527,6 +1492,7 @@ fn overlay(mut base: Vec<u8>, written: &[u8], ranges: &[(usize, usize)]) -> Vec<
 
 /// One committed chunk a read needs: bytes `lo..hi` of its plaintext go to
 /// `out[at..]`.
+#[derive(Clone)]
 struct Fetch {
     idx: u64,
     r: ChunkRef,
@@ -1534,6 +1500,125 @@ struct Fetch {
     lo: usize,
     hi: usize,
     at: usize,
+}
+
+impl Fetch {
+    /// How many bytes of the output this chunk fills (past its stored
+    /// plaintext they stay zero).
+    fn wanted(&self) -> usize {
+        self.hi.min(self.plain_len).saturating_sub(self.lo)
+    }
+}
+
+/// A read prepared by [`OpenFile::plan_read`], to be run without the file's
+/// lock: the kernel's read-ahead sends several requests for a file at once,
+/// and with the lock held through the `pread` and the decryption they ran
+/// one after the other on one core. Every byte it yields is checked against
+/// the chunk hash the plan took from the committed version, so a commit
+/// running meanwhile can make a chunk fail here (and be redone under the
+/// lock), never yield other bytes.
+pub struct ReadPlan {
+    out: Vec<u8>,
+    fetch: Vec<Fetch>,
+    data: std::sync::Arc<File>,
+    keys: HashMap<u32, SecretKey>,
+    file_id: [u8; 16],
+    layout: Layout,
+}
+
+/// What [`ReadPlan::run`] produced: the bytes, and the chunks still to fetch
+/// under the lock ([`OpenFile::finish_read`]).
+pub struct ReadDone {
+    out: Vec<u8>,
+    failed: Vec<Fetch>,
+}
+
+impl ReadDone {
+    /// Every byte is in: no need for the lock again.
+    pub fn into_complete(self) -> std::result::Result<Vec<u8>, ReadDone> {
+        if self.failed.is_empty() {
+            Ok(self.out)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl ReadPlan {
+    pub fn run(mut self) -> ReadDone {
+        let mut failed = Vec::new();
+        let fetch = std::mem::take(&mut self.fetch);
+        // Adjacent committed chunks come in with one pread; only the last
+        // chunk of a run may be shorter than a slot.
+        let slot = self.layout.slot_size() as usize;
+        let mut rest = &fetch[..];
+        while !rest.is_empty() {
+            let mut j = 1;
+            while j < rest.len()
+                && rest[j].idx == rest[j - 1].idx + 1
+                && rest[j - 1].plain_len + chunk::OVERHEAD == slot
+            {
+                j += 1;
+            }
+            let (run, tail) = rest.split_at(j);
+            failed.extend(self.read_run(run));
+            rest = tail;
+        }
+        ReadDone {
+            out: self.out,
+            failed,
+        }
+    }
+
+    /// Reads and verifies a run of adjacent committed chunks and decrypts the
+    /// bytes wanted straight into the output; runs of several chunks are
+    /// opened on several threads. Returns the chunks that did not verify.
+    fn read_run(&mut self, run: &[Fetch]) -> Vec<Fetch> {
+        let slot = self.layout.slot_size() as usize;
+        let last = run.last().expect("runs are not empty");
+        let total = (run.len() - 1) * slot + last.plain_len + chunk::OVERHEAD;
+        let mut buf = vec![0u8; total];
+        // A short read leaves zeros, which fail the hash check below; an
+        // error leaves the whole run to the one-chunk path, which reports it.
+        if read_full_at(&self.data, &mut buf, self.layout.slot_offset(run[0].idx)).is_err() {
+            return run.to_vec();
+        }
+        let mut jobs: Vec<(&Fetch, &[u8], &mut [u8])> = Vec::with_capacity(run.len());
+        let mut stored = &buf[..];
+        let mut dst = &mut self.out[..];
+        let mut consumed = 0;
+        for f in run {
+            let (piece, tail) = stored.split_at(f.plain_len + chunk::OVERHEAD);
+            stored = tail;
+            let (_, rest) = std::mem::take(&mut dst).split_at_mut(f.at - consumed);
+            let (mine, rest) = rest.split_at_mut(f.wanted());
+            dst = rest;
+            consumed = f.at + f.wanted();
+            jobs.push((f, piece, mine));
+        }
+        let keys = &self.keys;
+        let file_id = &self.file_id;
+        let opened = par_map(jobs, |(f, piece, mine)| {
+            let ok = *blake3::hash(piece).as_bytes() == f.r.hash
+                && keys.get(&f.r.epoch).is_some_and(|k| {
+                    chunk::open_range(
+                        k,
+                        file_id,
+                        f.r.epoch,
+                        f.idx,
+                        piece,
+                        f.lo.min(f.plain_len),
+                        mine,
+                    )
+                });
+            (f, ok)
+        });
+        opened
+            .into_iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(f, _)| f.clone())
+            .collect()
+    }
 }
 
 /// Threads for chunk crypto (this machine's cores, at most 4).

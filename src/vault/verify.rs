@@ -116,7 +116,7 @@ impl Content {
         m: &std::fs::Metadata,
         deep: bool,
         can_read: bool,
-    ) -> (std::fs::File, Content) {
+    ) -> (std::sync::Arc<std::fs::File>, Content) {
         let size = f.manifest().size;
         let mut journal_overlay = f.overlay_chunks();
         let OpenFile {
