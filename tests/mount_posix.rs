@@ -770,6 +770,55 @@ fn attributes_from_a_listing_match_a_fresh_lookup() {
     m.unmount();
 }
 
+/// A directory read in several requests keeps its listing between them; names
+/// renamed away meanwhile must not come back through the attributes the later
+/// requests carry (READDIRPLUS): `stat` of such a name is ENOENT, not a stale
+/// alias of the renamed file.
+#[test]
+fn a_listing_read_across_renames_brings_back_no_old_name() {
+    require_fuse!();
+    let v = vault();
+    let m = v.mount("alice");
+    let long = "x".repeat(40);
+    let old = |i: usize| format!("before-{i:05}-{long}");
+    let new = |i: usize| format!("after-{i:05}");
+    let count = 1500;
+    fs::create_dir(m.join("big")).unwrap();
+    for i in 0..count {
+        File::create(m.join("big").join(old(i))).unwrap();
+    }
+    // A new mount: no name has been looked up yet.
+    m.unmount();
+    let m = v.mount("alice");
+    let d = m.join("big");
+    let mut listing = fs::read_dir(&d).unwrap();
+    let first = listing.next().unwrap().unwrap().file_name();
+    for i in 0..count {
+        fs::rename(d.join(old(i)), d.join(new(i))).unwrap();
+    }
+    // Names listed before the renames still come out of the reader's buffer;
+    // later ones are gone, which the listing says (glibc then skips them).
+    let rest: Vec<std::ffi::OsString> = listing.map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        rest.len() < count,
+        "{first:?} first, then {} more",
+        rest.len()
+    );
+    let stale: Vec<&std::ffi::OsString> = rest
+        .iter()
+        .filter(|n| fs::symlink_metadata(d.join(n)).is_ok())
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "{} names renamed away still answer stat, e.g. {:?}",
+        stale.len(),
+        stale.first()
+    );
+    assert_eq!(names_in(&d).unwrap().len(), count);
+    assert_eq!(read(&d.join(new(count - 1))), b"");
+    m.unmount();
+}
+
 #[test]
 fn readdir_lists_exact_names() {
     require_fuse!();

@@ -420,7 +420,7 @@ impl Filesystem for CofferFs {
         };
         let entries = entries.as_deref().unwrap_or_default();
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            let (ino, attr) = match self.inner.listed_attr(*dir, e) {
+            let (ino, attr, key) = match self.inner.listed_attr(*dir, e) {
                 Ok(found) => found,
                 // The directory itself is gone (`.` has no attributes left).
                 Err(e) => return reply.error(errno(e)),
@@ -436,7 +436,9 @@ impl Filesystem for CofferFs {
             if full {
                 break;
             }
-            self.inner.listed_sent(ino, e);
+            if let Some(key) = key {
+                self.inner.listed_sent(ino, key, e);
+            }
         }
         reply.ok()
     }

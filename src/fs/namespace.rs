@@ -525,23 +525,37 @@ impl Inner {
     }
 
     /// The inode and attributes READDIRPLUS hands the kernel for a listed
-    /// entry (`.`/`..`: the directory's own, which the kernel ignores).
-    pub fn listed_attr(&self, dir_ino: u64, e: &Listed) -> FsResult<(u64, FileAttr)> {
-        match &e.found {
-            Some((_, m)) => {
-                let ino = crate::lock(&self.inodes).ino_for(super::inodes::key_of(m));
-                Ok((ino, self.attr_of(ino, m)))
+    /// entry (`.`/`..`: the directory's own, which the kernel ignores), and
+    /// the backing key under which to count it as looked up once sent. The
+    /// name is looked at again now: a listing is kept for the directory's
+    /// later requests, and the entry may have been replaced since (then its
+    /// new file goes out) or renamed away or removed (then it goes out with
+    /// inode 0, which the kernel takes as "no attributes": it makes no
+    /// dentry for a name that no longer exists).
+    pub fn listed_attr(
+        &self,
+        dir_ino: u64,
+        e: &Listed,
+    ) -> FsResult<(u64, FileAttr, Option<super::inodes::BackingKey>)> {
+        let Some((path, listed)) = &e.found else {
+            return Ok((e.ino, self.getattr(dir_ino)?, None));
+        };
+        match fs::symlink_metadata(path) {
+            Ok(now) => {
+                let key = super::inodes::key_of(&now);
+                let ino = crate::lock(&self.inodes).ino_for(key);
+                Ok((ino, self.attr_of(ino, &now), Some(key)))
             }
-            None => Ok((e.ino, self.getattr(dir_ino)?)),
+            Err(_) => Ok((0, self.attr_of(0, listed), None)),
         }
     }
 
     /// Counts a lookup of a listed entry the kernel received in a
     /// READDIRPLUS reply: the kernel now holds it, as after LOOKUP, and
     /// sends FORGET for it later.
-    pub fn listed_sent(&self, ino: u64, e: &Listed) {
-        if let Some((path, m)) = &e.found {
-            crate::lock(&self.inodes).remember(ino, super::inodes::key_of(m), path);
+    pub fn listed_sent(&self, ino: u64, key: super::inodes::BackingKey, e: &Listed) {
+        if let Some((path, _)) = &e.found {
+            crate::lock(&self.inodes).remember(ino, key, path);
         }
     }
 }
