@@ -118,13 +118,13 @@ impl Filesystem for CofferFs {
             let sets_nothing =
                 size.is_none() && mode.is_none() && atime.is_none() && mtime.is_none() && !chown;
             let drops_set_id = chown || sets_nothing || (size.is_some() && !caller.privileged());
-            if mode.is_none() && drops_set_id {
-                inner.drop_set_id_at(&inner.path_of(ino.0)?, &caller)?;
-            }
-            if mode.is_none() && !chown && atime.is_none() && mtime.is_none() {
+            if mode.is_none() && !drops_set_id && atime.is_none() && mtime.is_none() {
                 return inner.getattr(ino.0);
             }
             let path = inner.path_of(ino.0)?;
+            if mode.is_none() && drops_set_id {
+                inner.drop_set_id_at(&path, &caller)?;
+            }
             if let Some(mode) = mode {
                 use std::os::unix::fs::PermissionsExt;
                 let m = std::fs::symlink_metadata(&path).map_err(Inner::io_err)?;
@@ -418,9 +418,13 @@ impl Filesystem for CofferFs {
         let Handle::Dir { ino: dir, entries } = &*h else {
             return reply.error(Errno::ENOTDIR);
         };
+        let dir_path = match self.inner.path_of(*dir) {
+            Ok(p) => p,
+            Err(e) => return reply.error(errno(e)),
+        };
         let entries = entries.as_deref().unwrap_or_default();
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            let (ino, attr, key) = match self.inner.listed_attr(*dir, e) {
+            let (ino, attr, found) = match self.inner.listed_attr(*dir, &dir_path, e) {
                 Ok(found) => found,
                 // The directory itself is gone (`.` has no attributes left).
                 Err(e) => return reply.error(errno(e)),
@@ -436,8 +440,8 @@ impl Filesystem for CofferFs {
             if full {
                 break;
             }
-            if let Some(key) = key {
-                self.inner.listed_sent(ino, key, e);
+            if let Some((key, path)) = found {
+                self.inner.listed_sent(ino, key, &path);
             }
         }
         reply.ok()

@@ -77,9 +77,9 @@ pub(crate) struct Listed {
     pub ino: u64,
     pub kind: fuser::FileType,
     pub name: std::ffi::OsString,
-    /// The entry's backing path and `stat` at listing time, for READDIRPLUS
+    /// The entry's backing name and `stat` at listing time, for READDIRPLUS
     /// (none for `.` and `..`, which the kernel does not look up).
-    pub found: Option<(PathBuf, std::fs::Metadata)>,
+    pub found: Option<(std::ffi::OsString, std::fs::Metadata)>,
 }
 
 pub(crate) struct Inner {

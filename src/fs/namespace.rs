@@ -517,7 +517,7 @@ impl Inner {
                 ino: child,
                 kind: super::attr::kind_of(&m),
                 name,
-                found: Some((entry.path(), m)),
+                found: Some((backing, m)),
             });
         }
         self.prefetch.listed(&dir, files);
@@ -525,26 +525,29 @@ impl Inner {
     }
 
     /// The inode and attributes READDIRPLUS hands the kernel for a listed
-    /// entry (`.`/`..`: the directory's own, which the kernel ignores), and
-    /// the backing key under which to count it as looked up once sent. The
-    /// name is looked at again now: a listing is kept for the directory's
-    /// later requests, and the entry may have been replaced since (then its
-    /// new file goes out) or renamed away or removed (then it goes out with
+    /// entry of directory `dir_ino` (at backing path `dir`; `.`/`..`: the
+    /// directory's own, which the kernel ignores), and the backing key and
+    /// path under which to count it as looked up once sent. The name is
+    /// looked at again now: a listing is kept for the directory's later
+    /// requests, and the entry may have been replaced since (then its new
+    /// file goes out) or renamed away or removed (then it goes out with
     /// inode 0, which the kernel takes as "no attributes": it makes no
     /// dentry for a name that no longer exists).
     pub fn listed_attr(
         &self,
         dir_ino: u64,
+        dir: &Path,
         e: &Listed,
-    ) -> FsResult<(u64, FileAttr, Option<super::inodes::BackingKey>)> {
-        let Some((path, listed)) = &e.found else {
+    ) -> FsResult<(u64, FileAttr, CountAs)> {
+        let Some((backing, listed)) = &e.found else {
             return Ok((e.ino, self.getattr(dir_ino)?, None));
         };
-        match fs::symlink_metadata(path) {
+        let path = dir.join(backing);
+        match fs::symlink_metadata(&path) {
             Ok(now) => {
                 let key = super::inodes::key_of(&now);
                 let ino = crate::lock(&self.inodes).ino_for(key);
-                Ok((ino, self.attr_of(ino, &now), Some(key)))
+                Ok((ino, self.attr_of(ino, &now), Some((key, path))))
             }
             Err(_) => Ok((0, self.attr_of(0, listed), None)),
         }
@@ -553,12 +556,14 @@ impl Inner {
     /// Counts a lookup of a listed entry the kernel received in a
     /// READDIRPLUS reply: the kernel now holds it, as after LOOKUP, and
     /// sends FORGET for it later.
-    pub fn listed_sent(&self, ino: u64, key: super::inodes::BackingKey, e: &Listed) {
-        if let Some((path, _)) = &e.found {
-            crate::lock(&self.inodes).remember(ino, key, path);
-        }
+    pub fn listed_sent(&self, ino: u64, key: super::inodes::BackingKey, path: &Path) {
+        crate::lock(&self.inodes).remember(ino, key, path);
     }
 }
+
+/// The backing key and path under which a listed entry sent with its
+/// attributes counts as looked up (none: not counted).
+pub(crate) type CountAs = Option<(super::inodes::BackingKey, PathBuf)>;
 
 /// Empty as seen through the mount: nothing but coffer's own bookkeeping.
 fn dir_is_empty(dir: &Path) -> bool {

@@ -69,14 +69,22 @@ pub(crate) fn without_set_id(mode: u32, caller_in_group: bool) -> u32 {
     m
 }
 
+/// The mode to set if `m` (a regular file) has set-id bits `caller` drops.
+fn mode_to_set(m: &std::fs::Metadata, caller: &Caller) -> Option<u32> {
+    if !m.file_type().is_file() || m.mode() & (libc::S_ISUID | libc::S_ISGID) == 0 {
+        return None;
+    }
+    let keep = without_set_id(m.mode(), caller.in_group_or_privileged(m.gid()));
+    (keep != m.mode() & 0o7777).then_some(keep)
+}
+
 impl Inner {
     /// Drops the set-id bits of inode `ino`'s open content file `file`, if it
     /// has any. Used where no attributes go back to the kernel (a write, an
     /// open with `O_TRUNC`), so the kernel is told to fetch them again.
     pub(crate) fn drop_set_id_of(&self, ino: u64, file: &File, caller: &Caller) -> FsResult<()> {
         let m = file.metadata().map_err(Inner::io_err)?;
-        let keep = without_set_id(m.mode(), caller.in_group_or_privileged(m.gid()));
-        if keep != m.mode() & 0o7777 {
+        if let Some(keep) = mode_to_set(&m, caller) {
             file.set_permissions(Permissions::from_mode(keep))
                 .map_err(Inner::io_err)?;
             if let Some(kernel) = self.kernel.get() {
@@ -93,11 +101,7 @@ impl Inner {
     /// any (directories and symlinks keep theirs, as on Linux).
     pub(crate) fn drop_set_id_at(&self, path: &Path, caller: &Caller) -> FsResult<()> {
         let m = std::fs::symlink_metadata(path).map_err(Inner::io_err)?;
-        if !m.file_type().is_file() {
-            return Ok(());
-        }
-        let keep = without_set_id(m.mode(), caller.in_group_or_privileged(m.gid()));
-        if keep != m.mode() & 0o7777 {
+        if let Some(keep) = mode_to_set(&m, caller) {
             std::fs::set_permissions(path, Permissions::from_mode(keep)).map_err(Inner::io_err)?;
         }
         Ok(())
