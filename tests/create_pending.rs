@@ -71,6 +71,17 @@ fn read_all(v: &Vault, p: &Path) -> Vec<u8> {
     f.read(0, n).unwrap()
 }
 
+/// The manifest of the sidecar on disk, checked against the signer's key
+/// (no cache of checked signatures in between).
+fn stored_manifest(v: &Vault, file_id: &[u8; 16]) -> coffer::format::Manifest {
+    let bytes = std::fs::read(v.paths.sidecar(file_id)).unwrap();
+    let (sidecar, _, _) = coffer::format::records::decode_sidecar_file(&bytes).unwrap();
+    sidecar
+        .manifest
+        .verify(&v.me.public().ed25519)
+        .expect("the stored manifest carries its writer's signature")
+}
+
 fn expect_being_created(r: Result<coffer::vault::OpenFile, Error>, who: &str) -> String {
     match r {
         Err(e @ Error::BeingCreated(_)) => {
@@ -113,11 +124,14 @@ fn a_file_being_created_opens_for_nobody_else_until_its_first_commit() {
         report.warnings
     );
 
-    // The first commit writes the sidecar once, at version 2 (the create
-    // version 1 was never stored) and logs it.
+    // The first commit writes the sidecar once, as version 1 with nothing
+    // before it (the version held since the create was never signed or
+    // stored), and logs it; another process verifies it.
     f.commit(&creator, Durability::Lazy).unwrap();
     assert!(sidecar.exists());
-    assert_eq!(f.manifest().version, 2);
+    assert_eq!(f.manifest().version, 1);
+    assert_eq!(f.manifest().prev, [0; 32]);
+    assert_eq!(stored_manifest(&creator, &f.file_id).size, 11);
     assert_eq!(read_all(&alice2, &p), b"first words");
     let g = open(&bob, &p).unwrap();
     assert!(!g.can_read(&bob), "bob holds no right on alice's file");
@@ -157,6 +171,7 @@ fn a_file_closed_empty_gets_its_create_version() {
     f.commit(&alice, Durability::Sync).unwrap();
     assert!(!f.is_dirty());
     assert_eq!(f.manifest().version, 1);
+    assert_eq!(stored_manifest(&alice, &f.file_id).version, 1);
     drop(f);
     let other = w.open(ALICE);
     let g = open(&other, &p).unwrap();
@@ -197,6 +212,7 @@ fn an_interrupted_create_is_recovered_by_its_creator_as_an_empty_file() {
     // stray bytes past the header are gone.
     let mut f = open(&alice, &p).unwrap();
     assert!(sidecar.exists());
+    assert_eq!(stored_manifest(&alice, &file_id).size, 0);
     assert_eq!(f.size(), 0);
     assert!(f.can_update(&alice));
     assert_eq!(std::fs::metadata(&p).unwrap().len(), 32, "header only");

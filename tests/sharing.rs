@@ -286,17 +286,20 @@ fn reader_with_raw_access_cannot_forge() {
             hash: *blake3::hash(&stored).as_bytes(),
         })];
         let m = sc.manifest.decode_unverified().unwrap();
-        let forged = coffer::history::next_manifest(
+        let forged = coffer::format::Signed::sign(
+            &coffer::history::manifest_after(
+                &bob.me,
+                Some(&sc.manifest),
+                m.version,
+                id,
+                m.chunk_log2,
+                7,
+                &chunks,
+                0,
+                m.key_commits.clone(),
+                m.access_head,
+            ),
             &bob.me,
-            Some(&sc.manifest),
-            m.version,
-            id,
-            m.chunk_log2,
-            7,
-            &chunks,
-            0,
-            m.key_commits.clone(),
-            m.access_head,
         );
         let mut bad = sc.clone();
         bad.manifest = forged;

@@ -138,17 +138,20 @@ fn chunk_signed_by_an_updater_that_does_not_decrypt_fails_deep_only() {
     let c = side.chunks[1].as_mut().unwrap();
     c.hash = *blake3::hash(&garbage).as_bytes();
     let old = side.manifest.decode_unverified().unwrap();
-    side.manifest = coffer::history::next_manifest(
+    side.manifest = coffer::format::Signed::sign(
+        &coffer::history::manifest_after(
+            &Identity::from_seed([31; 32]),
+            Some(&side.manifest),
+            old.version,
+            file_id,
+            old.chunk_log2,
+            old.size,
+            &side.chunks,
+            old.epoch,
+            old.key_commits.clone(),
+            old.access_head,
+        ),
         &Identity::from_seed([31; 32]),
-        Some(&side.manifest),
-        old.version,
-        file_id,
-        old.chunk_log2,
-        old.size,
-        &side.chunks,
-        old.epoch,
-        old.key_commits.clone(),
-        old.access_head,
     );
     std::fs::write(&side_path, format::encode_file(format::SIDECAR, &side)).unwrap();
 

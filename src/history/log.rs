@@ -16,7 +16,7 @@ use crate::crypto::{Identity, MemberId};
 use crate::error::{Error, Result};
 use crate::format::signed::SignedBody;
 use crate::format::{self, AccessChange, Signed, FORMAT_VERSION};
-use crate::store::lock::FileLock;
+use crate::store::lock::{BorrowedLock, FileLock};
 use crate::store::{atomic_write, read_limited, Durability};
 
 /// Largest log this build reads (bounds memory on hostile input).
@@ -765,6 +765,9 @@ pub struct LogWriter {
     /// reads what another writer (a second mount of this identity) added since.
     known: LogPosition,
     file: Option<File>,
+    /// Device and inode of `file`, to tell whether the log at the path is
+    /// still the one held without a `stat` of the held descriptor per append.
+    held_id: Option<(u64, u64)>,
     /// Whether the held log's version allows covered entries (None: not yet
     /// looked at since the file was opened).
     covers: Option<bool>,
@@ -786,6 +789,7 @@ impl LogWriter {
             unsigned_tail: 0,
             known: LogPosition::default(),
             file: None,
+            held_id: None,
             covers: None,
             reserved_to: 0,
         }
@@ -803,12 +807,7 @@ impl LogWriter {
         use std::os::unix::fs::MetadataExt;
         let path = log_path(&self.dir, &self.member);
         let current = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
-        let held = self
-            .file
-            .as_ref()
-            .and_then(|f| f.metadata().ok())
-            .map(|m| (m.dev(), m.ino()));
-        if current.is_none() || current != held {
+        if current.is_none() || current != self.held_id || self.file.is_none() {
             std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
             let f = crate::store::open_regular(
                 &path,
@@ -819,6 +818,8 @@ impl LogWriter {
                     .mode(0o644),
             )
             .map_err(|e| Error::io(&path, e))?;
+            let m = f.metadata().map_err(|e| Error::io(&path, e))?;
+            self.held_id = Some((m.dev(), m.ino()));
             self.file = Some(f);
             // Another file than the one we appended to: read it afresh.
             self.known = LogPosition::default();
@@ -856,7 +857,7 @@ impl LogWriter {
         events: Vec<Event>,
     ) -> Result<(LogPosition, LogPosition)> {
         let path = log_path(&self.dir, &self.member);
-        let _lock = FileLock::exclusive(f).map_err(|e| Error::io(&path, e))?;
+        let _lock = BorrowedLock::exclusive(f).map_err(|e| Error::io(&path, e))?;
         let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
         self.catch_up(me, f, len, true)?;
         let mut rec = Vec::new();

@@ -72,9 +72,10 @@ pub fn check_key_commitment(m: &Manifest, epoch: u32, key: &SecretKey) -> Result
     }
 }
 
-/// Signs the next manifest after `prev`.
+/// The manifest that follows `prev` (version 1 after none), written by `me`;
+/// unsigned (`Signed::sign` it, unless it may never be stored).
 #[allow(clippy::too_many_arguments)]
-pub fn next_manifest(
+pub fn manifest_after(
     me: &Identity,
     prev: Option<&Signed<Manifest>>,
     prev_version: u64,
@@ -85,22 +86,19 @@ pub fn next_manifest(
     epoch: u32,
     key_commits: Vec<(u32, [u8; 32])>,
     access_head: [u8; 32],
-) -> Signed<Manifest> {
-    Signed::sign(
-        &Manifest {
-            file_id,
-            version: prev_version + 1,
-            prev: prev.map(|p| p.hash()).unwrap_or([0; 32]),
-            writer: me.member_id(),
-            time_unix: crate::vault::now_unix(),
-            size,
-            chunk_log2,
-            chunk_count: chunks.len() as u64,
-            chunks_root: chunks_root(chunks),
-            epoch,
-            key_commits,
-            access_head,
-        },
-        me,
-    )
+) -> Manifest {
+    Manifest {
+        file_id,
+        version: prev_version + 1,
+        prev: prev.map(|p| p.hash()).unwrap_or([0; 32]),
+        writer: me.member_id(),
+        time_unix: crate::vault::now_unix(),
+        size,
+        chunk_log2,
+        chunk_count: chunks.len() as u64,
+        chunks_root: chunks_root(chunks),
+        epoch,
+        key_commits,
+        access_head,
+    }
 }

@@ -80,6 +80,15 @@ pub(super) struct Committed {
 }
 
 impl Committed {
+    /// Signs the manifest of a new file's first version, made unsigned by
+    /// `first_version`, before that version is written (a file closed or
+    /// recovered empty); a no-op for any signed manifest.
+    fn sign_first_manifest(&mut self, me: &crate::crypto::Identity) {
+        if self.sidecar.manifest.signature.is_empty() {
+            self.sidecar.manifest = Signed::sign(&self.manifest, me);
+        }
+    }
+
     /// The pending copy of chunk `idx`, if the sidecar carries a valid one.
     fn pending_chunk(&self, idx: u64) -> Option<&[u8]> {
         let Some(Some(r)) = self.sidecar.chunks.get(idx as usize) else {
@@ -783,10 +792,20 @@ impl OpenFile {
                 key_commits.push((c.epoch, k.commitment(&self.file_id, c.epoch)));
             }
         }
-        let manifest = history::next_manifest(
+        // A file made here has no version on disk yet: this commit writes its
+        // first (version 1, after none; the one held since the create was
+        // never signed, see `first_version`).
+        let prev = match self.pending_create {
+            Some(_) => None,
+            None => Some((
+                &self.committed.sidecar.manifest,
+                self.committed.manifest.version,
+            )),
+        };
+        let manifest = history::manifest_after(
             &vault.me,
-            Some(&self.committed.sidecar.manifest),
-            self.committed.manifest.version,
+            prev.map(|(m, _)| m),
+            prev.map_or(0, |(_, v)| v),
             self.file_id,
             self.layout.chunk_log2,
             size,
@@ -795,6 +814,7 @@ impl OpenFile {
             key_commits,
             self.committed.access.head,
         );
+        let manifest = Signed::sign(&manifest, &vault.me);
         // A durable commit with few overwrites carries them in its sidecar: the
         // sidecar is then the only file to sync (FORMAT.md, "Pending chunks").
         let journaled_bytes: usize = journaled.iter().map(|(_, c)| c.len()).sum();
@@ -972,6 +992,7 @@ impl OpenFile {
                     .sync_data()
                     .map_err(|e| Error::io(&self.data_path, e))?;
             }
+            self.committed.sign_first_manifest(&vault.me);
             let sidecar = self.committed.sidecar.clone();
             let written = self.write_sidecar(vault, &sidecar, durability, &[])?;
             vault.seen.observe(
@@ -1044,19 +1065,35 @@ impl OpenFile {
         let created = match self.pending_create {
             // The first sidecar of a file made here: nothing to replace.
             Some(_) => {
-                match crate::store::atomic::create_new_with(&path, 0o644, &[&bytes], durability) {
-                    Ok(_) => true,
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                let create =
+                    || crate::store::atomic::create_new_with(&path, 0o644, &[&bytes], durability);
+                let made = match create() {
+                    // Its fan-out directory was removed since this process saw it.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        vault.forget_meta_dir(&self.file_id);
+                        create_meta_dir(vault, &self.file_id)?;
+                        create()
+                    }
+                    made => made,
+                };
+                match made {
+                    // Stamped through the descriptor: no second walk of the path.
+                    Ok(f) => Some(f.metadata().map_err(|e| Error::io(&path, e))?),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
                     Err(e) => return Err(Error::io(&path, e)),
                 }
             }
-            None => false,
+            None => None,
         };
-        if !created {
-            atomic_write(&path, &bytes, durability)?;
-        }
+        let stamp = match created {
+            Some(m) => Some(Stamp::of(&m)),
+            None => {
+                atomic_write(&path, &bytes, durability)?;
+                stamp_of(&path)
+            }
+        };
         vouch_own_signatures(vault, sidecar);
-        Ok((copies, stamp_of(&path)))
+        Ok((copies, stamp))
     }
 
     /// Puts the committed version's pending chunks into their slots (not
@@ -1136,6 +1173,11 @@ impl OpenFile {
     /// If another mount committed since we loaded, adopt its version as the base
     /// and re-apply our dirty chunks on top (one writer's version per chunk).
     pub(super) fn merge_concurrent_commit(&mut self, vault: &Vault) -> Result<()> {
+        // A file made here has no sidecar yet, and no one else can have
+        // committed one: its lock is held since before it had a name.
+        if self.pending_create.is_some() {
+            return Ok(());
+        }
         let path = vault.paths.sidecar(&self.file_id);
         let now = stamp_of(&path);
         if now == self.committed.stamp {
@@ -1670,12 +1712,28 @@ fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
     })
 }
 
-/// Makes the fan-out directory of a file's sidecar.
+/// Makes the fan-out directory of a file's sidecar, unless this process made
+/// or found it before (a sidecar write that then finds it gone calls
+/// [`Vault::forget_meta_dir`] and this again).
 fn create_meta_dir(vault: &Vault, file_id: &[u8; 16]) -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (word, bit) = (file_id[0] as usize / 64, 1u64 << (file_id[0] % 64));
+    if vault.meta_dirs_made[word].load(Relaxed) & bit != 0 {
+        return Ok(());
+    }
     let path = vault.paths.sidecar(file_id);
-    match path.parent() {
-        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e)),
-        None => Ok(()),
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    vault.meta_dirs_made[word].fetch_or(bit, Relaxed);
+    Ok(())
+}
+
+impl Vault {
+    /// Forgets that a sidecar fan-out directory exists (someone removed it).
+    fn forget_meta_dir(&self, file_id: &[u8; 16]) {
+        let (word, bit) = (file_id[0] as usize / 64, 1u64 << (file_id[0] % 64));
+        self.meta_dirs_made[word].fetch_and(!bit, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -1802,7 +1860,9 @@ fn vouch_own_signatures(vault: &Vault, sidecar: &Sidecar) {
     for entry in sidecar.access.iter().filter(|e| e.signer == me) {
         vault.vouch(&key, format::AccessEntry::DOMAIN, &entry.hash());
     }
-    if sidecar.manifest.signer == me {
+    // Never an unsigned record (a new file's held first manifest): vouching
+    // would let this machine accept it unchecked.
+    if sidecar.manifest.signer == me && !sidecar.manifest.signature.is_empty() {
         vault.vouch(&key, Manifest::DOMAIN, &sidecar.manifest.hash());
     }
 }
@@ -1983,7 +2043,10 @@ impl Vault {
             return Err(Error::AccessDenied("vault is mounted read-only".into()));
         }
         let file_id: [u8; 16] = crate::crypto::random_bytes();
-        let (committed, key) = self.first_version(file_id, backing.parent())?;
+        // One look at the directory's record: its defaults and its id.
+        let dir = backing.parent().and_then(|d| self.dir_entry(d).ok());
+        let defaults = dir.as_ref().and_then(|(_, d)| d.clone());
+        let (committed, key) = self.first_version(file_id, defaults)?;
         let header = DataHeader {
             format_version: FORMAT_VERSION,
             chunk_log2: self.chunk_log2(),
@@ -1995,14 +2058,12 @@ impl Vault {
         // or without its entry ("Created, not yet written" in FORMAT.md). A
         // name taken meanwhile is recorded as deleted again.
         let mut events = vec![Event::FileCreated { file_id }];
-        if let (Some(parent), Some(name)) = (backing.parent(), backing.file_name()) {
-            if let Ok(rec) = self.read_dir_record(parent) {
-                let name = crate::history::log::name_tag(
-                    &rec.dir_id,
-                    std::os::unix::ffi::OsStrExt::as_bytes(name),
-                );
-                events.push(Event::Linked { id: file_id, name });
-            }
+        if let (Some((rec, _)), Some(name)) = (&dir, backing.file_name()) {
+            let name = crate::history::log::name_tag(
+                &rec.dir_id,
+                std::os::unix::ffi::OsStrExt::as_bytes(name),
+            );
+            events.push(Event::Linked { id: file_id, name });
         }
         // A name already taken fails here, before anything is logged (the
         // link below still refuses one taken in the meantime).
@@ -2054,18 +2115,17 @@ impl Vault {
         Ok(f)
     }
 
-    /// The version-1 state of a new file made by this member in directory
-    /// `parent` (its default grants apply): the signed `Create` entry, a fresh
+    /// The version-1 state of a new file made by this member in a directory
+    /// with `defaults` (its default grants apply): the signed `Create` entry, a fresh
     /// content key wrapped for every reader, an empty signed manifest.
     fn first_version(
         &self,
         file_id: [u8; 16],
-        parent: Option<&Path>,
+        defaults: Option<format::DirDefaults>,
     ) -> Result<(Committed, SecretKey)> {
         let me = self.me.member_id();
         // Files start with the grants their directory names (sharing a folder
         // shares what is put in it); members no longer in the vault are skipped.
-        let defaults = parent.and_then(|d| self.dir_defaults(d));
         let known = |ids: &[crate::crypto::MemberId]| -> Vec<crate::crypto::MemberId> {
             ids.iter()
                 .filter(|m| **m != me && self.member(m).is_some())
@@ -2100,17 +2160,23 @@ impl Vault {
                 .ok_or_else(|| Error::BadInput(format!("reader {reader} is not a vault member")))?;
             wraps.push(self.wraps.wrap(&key, &rec.public, &file_id, 0)?);
         }
-        let manifest = history::next_manifest(
-            &self.me,
-            None,
-            0,
-            file_id,
-            self.chunk_log2(),
-            0,
-            &[],
-            0,
-            vec![(0, key.commitment(&file_id, 0))],
-            access.head,
+        // Signed only if it is ever written (`Committed::sign_first_manifest`):
+        // most new files get content before their first commit, which then
+        // writes version 1 in its place.
+        let manifest = Signed::unsigned(
+            &history::manifest_after(
+                &self.me,
+                None,
+                0,
+                file_id,
+                self.chunk_log2(),
+                0,
+                &[],
+                0,
+                vec![(0, key.commitment(&file_id, 0))],
+                access.head,
+            ),
+            me,
         );
         let sidecar = Sidecar {
             format_version: FORMAT_VERSION,
@@ -2219,13 +2285,15 @@ impl Vault {
                  written; open it for writing (in a writable mount) to recover it"
             )));
         }
-        let (mut committed, _key) = self.first_version(*file_id, backing.parent())?;
+        let defaults = backing.parent().and_then(|d| self.dir_defaults(d));
+        let (mut committed, _key) = self.first_version(*file_id, defaults)?;
         create_meta_dir(self, file_id)?;
         // Whatever an interrupted first commit left past the header is
         // unreadable (its key died with the process): the file is empty again.
         data.set_len(format::data::HEADER_LEN)
             .map_err(|e| Error::io(backing, e))?;
         let path = self.paths.sidecar(file_id);
+        committed.sign_first_manifest(&self.me);
         let (bytes, copies) = sidecar_file(format::encode_sidecar(&committed.sidecar, &[]), 0);
         atomic_write(&path, &bytes, Durability::Sync)?;
         committed.copies = copies;

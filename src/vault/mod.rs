@@ -69,6 +69,9 @@ pub struct Vault {
     batch: std::sync::atomic::AtomicBool,
     /// History events held back in batch mode (see [`Vault::record_all`]).
     pending_log: std::sync::Mutex<Vec<crate::history::log::Event>>,
+    /// Sidecar fan-out directories (by first byte of the file id) this
+    /// process made or found: a file's first sidecar needs no `mkdir` then.
+    meta_dirs_made: [std::sync::atomic::AtomicU64; 4],
     /// Directory records (and verified defaults) by record path, with the stamp
     /// of the record file they were read at.
     #[allow(clippy::type_complexity)]
@@ -172,6 +175,7 @@ impl Vault {
             unwraps: Default::default(),
             batch: Default::default(),
             pending_log: Default::default(),
+            meta_dirs_made: Default::default(),
             dir_cache: Default::default(),
         };
         vault.write_member(admin_name, vault.me.public(), true, &name_key)?;
@@ -238,6 +242,7 @@ impl Vault {
             unwraps: Default::default(),
             batch: Default::default(),
             pending_log: Default::default(),
+            meta_dirs_made: Default::default(),
             dir_cache: Default::default(),
         };
         vault.reload_members()?;
@@ -618,7 +623,7 @@ impl Vault {
     /// The directory record and its verified defaults, cached until the record
     /// file changes (inode, mtime, ctime, length): creates and history records
     /// consult it on every operation.
-    fn dir_entry(&self, dir: &Path) -> Result<(DirRecord, Option<format::DirDefaults>)> {
+    pub(super) fn dir_entry(&self, dir: &Path) -> Result<(DirRecord, Option<format::DirDefaults>)> {
         use std::os::unix::fs::MetadataExt;
         let path = dir.join(DIR_RECORD);
         let stamp = std::fs::metadata(&path).ok().map(|m| {
