@@ -342,3 +342,44 @@ fn a_create_is_in_the_history_before_its_name_and_a_cut_one_is_a_warning() {
         report.failures
     );
 }
+
+#[test]
+fn a_first_commit_remakes_a_sidecar_directory_removed_meanwhile() {
+    let _serial = serial();
+    let w = World::new();
+    let alice = w.open(ALICE);
+    // A first file's commit makes its sidecar's fan-out directory (the
+    // process remembers it exists)...
+    let p = w.path(&alice, "first");
+    let mut f = alice.create_file(&p, 0o644, "first".into()).unwrap();
+    f.write(&alice, 0, b"one").unwrap();
+    f.commit(&alice, Durability::Lazy).unwrap();
+    let fanout = alice
+        .paths
+        .sidecar(&f.file_id)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let prefix = f.file_id[0];
+    drop(f);
+    // ...which someone then removes (a sync tool, a hand clean-up).
+    std::fs::remove_dir_all(&fanout).unwrap();
+    // The next new file of the same fan-out (ids are random: try until one
+    // falls there) is still committed, its directory made again.
+    for i in 0..5000 {
+        let p = w.path(&alice, &format!("n{i}"));
+        let mut g = alice.create_file(&p, 0o644, format!("n{i}")).unwrap();
+        if g.file_id[0] != prefix {
+            g.commit(&alice, Durability::Lazy).unwrap();
+            continue;
+        }
+        g.write(&alice, 0, b"two").unwrap();
+        g.commit(&alice, Durability::Lazy)
+            .expect("a first commit into a removed fan-out directory");
+        assert!(alice.paths.sidecar(&g.file_id).exists());
+        drop(g);
+        assert_eq!(read_all(&w.open(ALICE), &p), b"two");
+        return;
+    }
+    panic!("no file id fell into fan-out {prefix:02x} in 5000 tries");
+}
