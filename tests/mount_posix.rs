@@ -1699,3 +1699,134 @@ fn seek_data_and_seek_hole_find_the_written_chunks() {
     assert_eq!(&all[..4], b"head");
     assert!(all[4..8 * CHUNK].iter().all(|b| *b == 0));
 }
+
+/// (mtime, ctime) in nanoseconds, through a fresh `stat` of the path.
+fn times_of(p: &Path) -> (i128, i128) {
+    let md = fs::metadata(p).unwrap();
+    let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+    (
+        ns(md.mtime(), md.mtime_nsec()),
+        ns(md.ctime(), md.ctime_nsec()),
+    )
+}
+
+#[test]
+fn writes_mark_mtime_and_ctime_before_they_are_committed() {
+    require_fuse!();
+    let v = vault();
+    let m = v.mount("alice");
+    let p = m.join("f");
+    fs::write(&p, pattern(3, 3 * CHUNK)).unwrap();
+    let nap = || std::thread::sleep(std::time::Duration::from_millis(20));
+
+    // A write, seen by `stat` while the descriptor is still open (nothing
+    // committed yet), as `make`, `rsync` and `tail -f` look at a file.
+    let f = OpenOptions::new().write(true).open(&p).unwrap();
+    let before = times_of(&p);
+    nap();
+    f.write_all_at(b"changed", 10).unwrap();
+    let written = times_of(&p);
+    assert!(
+        written.0 > before.0,
+        "mtime after write: {written:?} vs {before:?}"
+    );
+    assert!(
+        written.1 > before.1,
+        "ctime after write: {written:?} vs {before:?}"
+    );
+    // The commit at close moves them no further back.
+    drop(f);
+    let closed = times_of(&p);
+    assert!(
+        closed.0 >= written.0 && closed.1 >= written.1,
+        "{closed:?} vs {written:?}"
+    );
+
+    // O_TRUNC marks them, also on a file that is empty already (as ext4).
+    for round in ["non-empty", "empty"] {
+        let before = times_of(&p);
+        nap();
+        let f = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        let now = times_of(&p);
+        assert!(
+            now.0 > before.0 && now.1 > before.1,
+            "O_TRUNC of a {round} file: {now:?} vs {before:?}"
+        );
+        drop(f);
+        assert_eq!(fs::metadata(&p).unwrap().len(), 0);
+    }
+
+    // A failed write (read-only descriptor) marks nothing.
+    fs::write(&p, b"kept").unwrap();
+    let before = times_of(&p);
+    nap();
+    let f = File::open(&p).unwrap();
+    assert!(f.write_all_at(b"x", 0).is_err());
+    drop(f);
+    assert_eq!(times_of(&p), before);
+    assert_eq!(read(&p), b"kept");
+}
+
+fn fallocate(f: &File, mode: i32, offset: i64, len: i64) -> Result<(), i32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a descriptor `f` holds open.
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, offset, len) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap())
+    }
+}
+
+#[test]
+fn fallocate_grows_or_keeps_the_size_and_refuses_what_would_be_a_write() {
+    require_fuse!();
+    let v = vault();
+    let m = v.mount("alice");
+    let p = m.join("f");
+    let data = pattern(4, CHUNK + 100);
+    fs::write(&p, &data).unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+
+    // Mode 0 past the end grows the file; the new part reads as zeros, the
+    // old part is kept, and so it stays after a remount.
+    let grown = 3 * CHUNK as i64 + 7;
+    let before = times_of(&p);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fallocate(&f, 0, CHUNK as i64, grown - CHUNK as i64).unwrap();
+    assert_eq!(fs::metadata(&p).unwrap().len(), grown as u64);
+    assert!(times_of(&p).1 > before.1, "ctime after a growing fallocate");
+    // Inside the file, and with KEEP_SIZE past its end: the size stays.
+    fallocate(&f, 0, 0, 10).unwrap();
+    fallocate(&f, libc::FALLOC_FL_KEEP_SIZE, grown, 5 * CHUNK as i64).unwrap();
+    assert_eq!(fs::metadata(&p).unwrap().len(), grown as u64);
+
+    // Punching, zeroing, collapsing and inserting ranges are not offered.
+    for mode in [
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        libc::FALLOC_FL_ZERO_RANGE,
+        libc::FALLOC_FL_COLLAPSE_RANGE,
+        libc::FALLOC_FL_INSERT_RANGE,
+    ] {
+        assert_eq!(
+            fallocate(&f, mode, 0, CHUNK as i64),
+            Err(libc::EOPNOTSUPP),
+            "mode {mode:#x}"
+        );
+    }
+    // Not on a read-only descriptor (the kernel's EBADF).
+    let ro = File::open(&p).unwrap();
+    assert_eq!(fallocate(&ro, 0, 0, 4 * CHUNK as i64), Err(libc::EBADF));
+    drop((f, ro));
+
+    let mut want = data.clone();
+    want.resize(grown as usize, 0);
+    assert_same(&read(&p), &want, "after fallocate");
+    drop(m);
+    let m = v.mount("alice");
+    assert_same(&read(&m.join("f")), &want, "after a remount");
+}

@@ -45,11 +45,22 @@ fn symlink_len(stored: u64) -> u64 {
 impl Inner {
     pub fn attr_of(&self, ino: u64, m: &Metadata) -> FileAttr {
         let kind = kind_of(m);
+        let mut mtime = time(m.mtime(), m.mtime_nsec());
+        let mut ctime = time(m.ctime(), m.ctime_nsec());
         let size = match kind {
             FileType::RegularFile => {
                 let open = crate::lock(&self.open).get(&ino).cloned();
                 match open {
-                    Some(st) => crate::lock(&st.file).size(),
+                    Some(st) => {
+                        let f = crate::lock(&st.file);
+                        // Written here, not committed yet: the content file's
+                        // times move only at the commit.
+                        if let Some(at) = f.modified_at() {
+                            mtime = mtime.max(at);
+                            ctime = ctime.max(at);
+                        }
+                        f.size()
+                    }
                     None => self.vault.layout().plain_len(m.len()),
                 }
             }
@@ -61,8 +72,8 @@ impl Inner {
             size,
             blocks: m.blocks(),
             atime: time(m.atime(), m.atime_nsec()),
-            mtime: time(m.mtime(), m.mtime_nsec()),
-            ctime: time(m.ctime(), m.ctime_nsec()),
+            mtime,
+            ctime,
             crtime: time(m.ctime(), m.ctime_nsec()),
             kind,
             perm: (m.mode() & 0o7777) as u16,

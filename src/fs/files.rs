@@ -193,8 +193,14 @@ impl Inner {
             if self.vault.read_only {
                 return Err(libc::EROFS);
             }
+            let was_empty = f.size() == 0;
             f.truncate(&self.vault, 0)
                 .map_err(|e| self.fail("truncate on open", e))?;
+            if was_empty {
+                // Nothing to commit, but O_TRUNC still marks mtime and ctime
+                // (as ext4 does); best effort, the open itself succeeded.
+                let _ = f.data_file().set_modified(std::time::SystemTime::now());
+            }
         }
         Ok(keep_cache)
     }
@@ -313,6 +319,40 @@ impl Inner {
         // write, and committing there would write a sidecar twice.
         if write && crate::lock(&st.file).content_dirty() {
             self.commit(&st, Durability::Lazy)?;
+        }
+        Ok(())
+    }
+
+    /// fallocate(2): mode 0 makes the file at least `offset + length` long,
+    /// `FALLOC_FL_KEEP_SIZE` leaves its size. Either way the content file's
+    /// slots for the range get their blocks now, so writing there later does
+    /// not fail for want of space (`ENOSPC` comes here instead). Punching or
+    /// zeroing ranges, collapsing and inserting are not supported
+    /// (`EOPNOTSUPP`): a chunk is sealed whole, so they would be writes.
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
+        let (_, st, write, _) = self.file_handle(fh)?;
+        if !write {
+            return Err(libc::EBADF);
+        }
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return Err(libc::EOPNOTSUPP);
+        }
+        if length == 0 {
+            return Err(libc::EINVAL);
+        }
+        let end = offset.checked_add(length).ok_or(libc::EFBIG)?;
+        let mut f = crate::lock(&st.file);
+        if !f.can_update(&self.vault) {
+            return Err(libc::EACCES);
+        }
+        let layout = self.vault.layout();
+        let from = layout.slot_offset(offset / layout.chunk_size());
+        let to = layout.stored_len(end);
+        crate::store::advise::try_reserve(f.data_file(), from, to - from).map_err(Inner::io_err)?;
+        if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > f.size() {
+            let display = f.display.clone();
+            f.truncate(&self.vault, end)
+                .map_err(|e| self.fail(&format!("fallocate {display}"), e))?;
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Hints to the kernel: read-ahead (posix_fadvise) for long sequential scans
 //! such as `coffer verify`, and block allocation up front for small files that
-//! replace others. Hints only: failures are ignored. This is a libc edge of
-//! the store layer.
+//! replace others, or reserved by `fallocate(2)` in the mount. Hints ignore
+//! failures; `try_reserve` reports them. This is a libc edge of the store layer.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -36,15 +36,34 @@ pub fn allocate(file: &File, len: u64) {
 
 /// Allocates blocks for `len` bytes at `offset` without changing the file's
 /// size (`FALLOC_FL_KEEP_SIZE`): later writes there need no new blocks, so
-/// they succeed on a disk that filled up in between.
+/// they succeed on a disk that filled up in between. A hint: failures are ignored.
 pub fn reserve(file: &File, offset: u64, len: u64) {
+    let _ = try_reserve(file, offset, len);
+}
+
+/// [`reserve`] for a caller that must report a full disk (`fallocate(2)` in
+/// the mount). A file system that cannot allocate ahead (`EOPNOTSUPP`) is
+/// not an error: there is nothing to reserve with, as on a plain write.
+pub fn try_reserve(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
     let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
-        return;
+        return Err(std::io::Error::from_raw_os_error(libc::EFBIG));
     };
     if len == 0 {
-        return;
+        return Ok(());
     }
-    // SAFETY: fallocate only reads the descriptor number, which `file` keeps
-    // open for the duration of the call; it touches no memory of ours.
-    let _ = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) };
+    loop {
+        // SAFETY: fallocate only reads the descriptor number, which `file`
+        // keeps open for the duration of the call; it touches no memory of ours.
+        let rc =
+            unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EOPNOTSUPP) => return Ok(()),
+            _ => return Err(err),
+        }
+    }
 }

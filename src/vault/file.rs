@@ -143,6 +143,9 @@ pub struct OpenFile {
     pub(super) dirty_bytes: usize,
     /// Size set by truncate since the last commit (wins over a merge).
     pub(super) truncated_to: Option<u64>,
+    /// When content or size last changed with no commit since: the file's
+    /// mtime and ctime until a commit moves the content file's.
+    pub(super) modified_at: Option<std::time::SystemTime>,
     /// Chunks from a journal of an interrupted commit (read-only mounts).
     pub(super) journal_overlay: HashMap<u64, Vec<u8>>,
     /// The content file's slots hold `committed.pending` (this process wrote
@@ -208,6 +211,7 @@ impl OpenFile {
             partial: HashMap::new(),
             dirty_bytes: 0,
             truncated_to: None,
+            modified_at: None,
             journal_overlay: HashMap::new(),
             pending_written: false,
             last_commit: None,
@@ -223,6 +227,12 @@ impl OpenFile {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// When the file last changed in this process with no commit since
+    /// (`stat` reports it as mtime and ctime meanwhile, as a local file system would).
+    pub fn modified_at(&self) -> Option<std::time::SystemTime> {
+        self.modified_at
     }
 
     pub fn is_dirty(&self) -> bool {
@@ -530,6 +540,8 @@ impl OpenFile {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| Error::BadInput("write past the largest file size".into()))?;
+        // Before the work: a commit the write makes below clears it.
+        self.modified_at = Some(std::time::SystemTime::now());
         if end > self.size {
             self.set_size(end)?;
         }
@@ -651,6 +663,9 @@ impl OpenFile {
 
     pub fn truncate(&mut self, vault: &Vault, size: u64) -> Result<()> {
         self.require_update(vault)?;
+        if size != self.size {
+            self.modified_at = Some(std::time::SystemTime::now());
+        }
         self.set_size(size)?;
         self.truncated_to = Some(size);
         Ok(())
@@ -972,6 +987,7 @@ impl OpenFile {
             vault.remember_verified(&self.file_id, &self.committed, &self.keys);
         }
         self.truncated_to = None;
+        self.modified_at = None;
         self.force_commit = false;
         self.streamed.clear();
         self.synced = durability == Durability::Sync;
