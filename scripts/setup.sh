@@ -132,6 +132,14 @@ coffer_ensure_fsx() {
     cargo install --quiet --locked fsx
 }
 
+coffer_ensure_pjdfstest() {
+    if command -v pjdfstest >/dev/null 2>&1; then
+        return 0
+    fi
+    coffer_log "installing pjdfstest (cargo install pjdfstest)"
+    cargo install --quiet --locked pjdfstest --version 0.2.2
+}
+
 # Executed directly (not sourced): run the setup now.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     coffer_setup "$@"

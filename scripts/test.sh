@@ -7,6 +7,7 @@
 # 2. cargo fmt --all -- --check
 # 3. cargo clippy --all-targets -- -D warnings
 # 4. cargo test --release -- --test-threads=2
+# 5. scripts/conformance.sh: pjdfstest on a mount (POSIX rules; root + /dev/fuse)
 #
 # The integration tests mount real vaults through FUSE: they need root and
 # /dev/fuse. Without /dev/fuse they still run and the tests themselves decide
@@ -95,6 +96,9 @@ cargo_tests() {
         cargo test --release --no-fail-fast -- --test-threads=2 "$@" 2>&1 | tee "$test_log"
 }
 run_step "cargo test --release --no-fail-fast -- --test-threads=2" cargo_tests "$@"
+if [ "$#" -eq 0 ]; then
+    run_step "scripts/conformance.sh (pjdfstest)" env COFFER_SETUP_SKIP=1 bash scripts/conformance.sh
+fi
 
 section "summary"
 # Totals over every test binary ("ignored" counts as skipped).
