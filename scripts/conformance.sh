@@ -63,10 +63,12 @@ export COFFER_IDENTITY="$work/alice.key"
 "$coffer" mount "$work/vault" "$mnt" --allow-other
 chmod 1777 "$mnt"
 mkdir -m 0777 "$mnt/t"
+# A second file system for the EXDEV cases (rename and link across mounts).
+mkdir -m 0777 "$work/other"
 
 echo "==> pjdfstest in $mnt/t ($(pjdfstest --version))"
 rc=0
-pjdfstest -c tests/conformance/pjdfstest.toml -p "$mnt/t" "$@" >"$work/pjdfstest.log" 2>&1 || rc=$?
+pjdfstest -c tests/conformance/pjdfstest.toml -p "$mnt/t" -s "$work/other" "$@" >"$work/pjdfstest.log" 2>&1 || rc=$?
 # The outcome of every case that did not pass, then the summary line.
 grep -E '(FAILED|PASSED UNEXPECTEDLY)$' "$work/pjdfstest.log" || true
 grep -A3 -E '(FAILED|PASSED UNEXPECTEDLY)$' "$work/pjdfstest.log" | grep -E '^\s' | grep -v -E '^\s+[0-9]+:|^\s+at ' | sort | uniq -c || true
