@@ -298,6 +298,30 @@ fn full_backing_directory_is_enospc_and_recovers() {
         ),
         Ok(()) => panic!("a 1 MiB write succeeded on a full 8 MiB disk"),
     }
+    // fallocate reserves the backing blocks, so a full disk refuses it there
+    // (not at a later write), and a refused one leaves the size as it was.
+    {
+        let f = fs::OpenOptions::new().write(true).open(&kept[2].0).unwrap();
+        for (mode, what) in [(0, "growing"), (libc::FALLOC_FL_KEEP_SIZE, "keep-size")] {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain syscall on a descriptor `f` holds open.
+            let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, 0, 4 << 20) };
+            assert_eq!(
+                r, -1,
+                "a {what} fallocate of 4 MiB succeeded on a full disk"
+            );
+            assert_eq!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::ENOSPC),
+                "{what} fallocate on a full disk"
+            );
+        }
+        drop(f);
+        assert_eq!(
+            fs::metadata(&kept[2].0).unwrap().len(),
+            kept[2].1.len() as u64
+        );
+    }
     for (p, d) in &kept {
         assert!(
             fs::read(p).unwrap() == *d,
