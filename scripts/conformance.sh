@@ -45,11 +45,17 @@ fi
 
 work="$(mktemp -d /tmp/coffer-conformance.XXXXXX)"
 mnt="$work/mnt"
+# shellcheck disable=SC2317 # runs from the EXIT trap
 cleanup() {
-    if mountpoint -q "$mnt" 2>/dev/null; then
-        fusermount3 -u "$mnt" 2>/dev/null || umount "$mnt" 2>/dev/null || umount -l "$mnt" || true
+    local rc=$?
+    trap - EXIT
+    if grep -qs " $mnt " /proc/mounts; then
+        # `coffer unmount` returns once the mount process has written what is
+        # pending and exited: nothing writes into the vault after it.
+        "$coffer" unmount "$mnt" >/dev/null 2>&1 || umount -l "$mnt" 2>/dev/null || true
     fi
-    rm -rf "$work"
+    rm -rf "$work" || true
+    exit "$rc"
 }
 trap cleanup EXIT
 
