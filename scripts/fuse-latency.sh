@@ -7,7 +7,7 @@
 #
 # --mount DIR counts only the FUSE mount at DIR (default: every FUSE mount).
 # Works for any FUSE filesystem, so coffer and gocryptfs can be compared
-# request by request (docs/BENCHMARKS.md, "Per-request profiles"). Needs
+# request by request (docs/BENCHMARKS.md, "per-request profiles"). Needs
 # root and the kernel's fuse trace events (tracefs). Counts are exact; the
 # times carry the tracing overhead (a few microseconds per request).
 set -euo pipefail
@@ -59,7 +59,7 @@ end=$(date +%s.%N)
 echo 0 >"$T/tracing_on"
 cat "$T/trace" >"$out"
 
-awk -v conn="$connection" -v wall="$(echo "$end - $start" | bc)" '
+awk -v conn="$connection" -v start="$start" -v end="$end" '
 function field(name,   i) { for (i = 1; i <= NF; i++) if ($i == name) return $(i + 1); return "" }
 function stamp(   i, t) { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+:$/) { t = $i; sub(":", "", t); return t } }
 /fuse_request_send|fuse_request_end/ {
@@ -79,6 +79,6 @@ END {
     printf "%-20s %9s %11s %11s\n", "request", "count", "mean us", "total ms"
     for (k in n) printf "%-20s %9d %11.1f %11.1f\n", k, n[k], sum[k] / n[k], sum[k] / 1000 | "sort -k4 -rn"
     close("sort -k4 -rn")
-    printf "%d requests; %.1f ms waiting on the daemon in %.1f ms of wall time\n", count, total / 1000, wall * 1000
+    printf "%d requests; %.1f ms waiting on the daemon in %.1f ms of wall time\n", count, total / 1000, (end - start) * 1000
 }' "$out"
 exit "$status"

@@ -303,17 +303,10 @@ fn full_backing_directory_is_enospc_and_recovers() {
     {
         let f = fs::OpenOptions::new().write(true).open(&kept[2].0).unwrap();
         for (mode, what) in [(0, "growing"), (libc::FALLOC_FL_KEEP_SIZE, "keep-size")] {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a plain syscall on a descriptor `f` holds open.
-            let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, 0, 4 << 20) };
             assert_eq!(
-                r, -1,
-                "a {what} fallocate of 4 MiB succeeded on a full disk"
-            );
-            assert_eq!(
-                io::Error::last_os_error().raw_os_error(),
-                Some(libc::ENOSPC),
-                "{what} fallocate on a full disk"
+                common::fallocate(&f, mode, 0, 4 << 20),
+                Err(libc::ENOSPC),
+                "a {what} fallocate of 4 MiB on a full disk"
             );
         }
         drop(f);

@@ -15,8 +15,8 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use common::{
-    assert_errno, errno_name, getxattr, listxattr, names_in, pattern, removexattr, setxattr, Mount,
-    TestVault, CHUNK,
+    assert_errno, errno_name, fallocate, getxattr, listxattr, names_in, pattern, removexattr,
+    setxattr, Mount, TestVault, CHUNK,
 };
 
 fn vault() -> TestVault {
@@ -1769,17 +1769,6 @@ fn writes_mark_mtime_and_ctime_before_they_are_committed() {
     drop(f);
     assert_eq!(times_of(&p), before);
     assert_eq!(read(&p), b"kept");
-}
-
-fn fallocate(f: &File, mode: i32, offset: i64, len: i64) -> Result<(), i32> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain syscall on a descriptor `f` holds open.
-    let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, offset, len) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap())
-    }
 }
 
 #[test]

@@ -665,6 +665,18 @@ pub fn errno(e: &io::Error) -> i32 {
         .unwrap_or_else(|| panic!("io error without errno: {e:?}"))
 }
 
+/// fallocate(2) on `f`: the errno on failure.
+pub fn fallocate(f: &fs::File, mode: i32, offset: i64, len: i64) -> Result<(), i32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a descriptor `f` holds open.
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, offset, len) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error().raw_os_error().unwrap())
+    }
+}
+
 /// Asserts that `r` failed with exactly `want` (an errno).
 #[track_caller]
 pub fn assert_errno<T: std::fmt::Debug>(r: io::Result<T>, want: i32, what: &str) {
