@@ -81,6 +81,9 @@ grep -A3 -E '(FAILED|PASSED UNEXPECTEDLY)$' "$work/pjdfstest.log" | grep -E '^\s
 grep -E '^Summary' "$work/pjdfstest.log" || tail -20 "$work/pjdfstest.log"
 if [ "$rc" -ne 0 ]; then
     echo "conformance: pjdfstest found failures beyond the expected ones (exit $rc)" >&2
+    # What the mount logged besides its start and stop (errors name the file).
+    echo "--- mount log (warnings and errors, last 40):" >&2
+    grep -h -E ' (WARN|ERROR) ' "$XDG_STATE_HOME"/coffer/mount-*.log 2>/dev/null | tail -40 >&2 || true
     exit 1
 fi
 echo "conformance: ok"

@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use common::{
@@ -1818,4 +1818,60 @@ fn fallocate_grows_or_keeps_the_size_and_refuses_what_would_be_a_write() {
     drop(m);
     let m = v.mount("alice");
     assert_same(&read(&m.join("f")), &want, "after a remount");
+}
+
+/// A program running from the mount is busy (ETXTBSY) for every open that
+/// would change it, and stays whole: with atomic O_TRUNC the kernel checks a
+/// read-only O_TRUNC open only after the mount has answered it, so the mount
+/// must refuse it itself (else the program is cut under its process).
+#[test]
+fn a_running_program_is_busy_and_stays_whole() {
+    require_fuse!();
+    let v = vault();
+    let m = v.mount("alice");
+    let program = m.join("prog");
+    let original = fs::read("/usr/bin/sleep").unwrap();
+    fs::write(&program, &original).unwrap();
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = std::process::Command::new(&program)
+        .arg("60")
+        .spawn()
+        .unwrap();
+    // Loaded and running: asleep in nanosleep.
+    let wchan = format!("/proc/{}/wchan", child.id());
+    let asleep = common::eventually(std::time::Duration::from_secs(20), || {
+        let w = fs::read_to_string(&wchan).unwrap_or_default();
+        w.contains("nanosleep").then_some(())
+    });
+    assert!(asleep.is_some(), "the program never started sleeping");
+
+    let open = |flags: i32| {
+        OpenOptions::new()
+            .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+            .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
+            .custom_flags(flags & !libc::O_ACCMODE)
+            .open(&program)
+    };
+    assert_errno(open(libc::O_WRONLY), libc::ETXTBSY, "open for writing");
+    assert_errno(
+        open(libc::O_RDWR),
+        libc::ETXTBSY,
+        "open for reading and writing",
+    );
+    assert_errno(
+        open(libc::O_RDONLY | libc::O_TRUNC),
+        libc::ETXTBSY,
+        "read-only open with O_TRUNC",
+    );
+    assert_eq!(child.try_wait().unwrap(), None, "the program died");
+    assert_same(&read(&program), &original, "the running program");
+
+    // Once it has exited the file is an ordinary file again.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let truncated = common::eventually(std::time::Duration::from_secs(10), || {
+        open(libc::O_RDONLY | libc::O_TRUNC).ok()
+    });
+    assert!(truncated.is_some(), "still busy after the program exited");
+    assert_eq!(fs::metadata(&program).unwrap().len(), 0);
 }

@@ -24,9 +24,19 @@ impl log::Log for Swappable {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if let Ok(l) = self.0.read() {
-            l.log(record);
+        let Ok(l) = self.0.read() else { return };
+        if is_reply_to_gone_request(record) {
+            let demoted = log::Record::builder()
+                .args(*record.args())
+                .level(log::Level::Debug)
+                .target(record.target())
+                .build();
+            if l.enabled(demoted.metadata()) {
+                l.log(&demoted);
+            }
+            return;
         }
+        l.log(record);
     }
 
     fn flush(&self) {
@@ -34,6 +44,19 @@ impl log::Log for Swappable {
             l.flush();
         }
     }
+}
+
+/// fuser logs an error when the kernel no longer has the request a reply is
+/// for (ENOENT): its caller was killed meanwhile, or the reply is fuser's
+/// answer to a FUSE_INTERRUPT for a request already answered. Nothing is
+/// lost, and at error level it reads like a fault in the mount log: debug.
+fn is_reply_to_gone_request(record: &log::Record<'_>) -> bool {
+    record.target() == "fuser::reply"
+        && record.level() == log::Level::Error
+        && record
+            .args()
+            .to_string()
+            .ends_with(&format!("(os error {})", libc::ENOENT))
 }
 
 /// The filter used when `RUST_LOG` is unset.
@@ -90,5 +113,31 @@ mod tests {
         assert_eq!(default_filter(Default::Interactive, 1), "info");
         assert_eq!(default_filter(Default::Daemon, 0), "info");
         assert_eq!(default_filter(Default::Daemon, 9), "trace");
+    }
+
+    #[test]
+    fn only_replies_to_gone_requests_are_demoted() {
+        let check = |target: &str, args: std::fmt::Arguments<'_>| {
+            let record = log::Record::builder()
+                .args(args)
+                .level(log::Level::Error)
+                .target(target)
+                .build();
+            is_reply_to_gone_request(&record)
+        };
+        let gone = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let broken = std::io::Error::from_raw_os_error(libc::ENODEV);
+        assert!(check(
+            "fuser::reply",
+            format_args!("Failed to send FUSE reply: {gone}")
+        ));
+        assert!(!check(
+            "fuser::reply",
+            format_args!("Failed to send FUSE reply: {broken}")
+        ));
+        assert!(!check(
+            "coffer::fs",
+            format_args!("Failed to send FUSE reply: {gone}")
+        ));
     }
 }

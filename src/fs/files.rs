@@ -74,6 +74,7 @@ impl Inner {
         let st = Arc::new(OpenState {
             file: Mutex::new(file),
             opens: 0.into(),
+            executing: 0.into(),
         });
         let mut open = crate::lock(&self.open);
         let st = open.entry(ino).or_insert(st).clone();
@@ -144,11 +145,16 @@ impl Inner {
                 return Err(e);
             }
         };
+        let exec = flags & super::FMODE_EXEC != 0;
+        if exec {
+            st.executing.fetch_add(1, Ordering::SeqCst);
+        }
         let fh = self.new_handle(Handle::File {
             ino,
             state: st,
             write,
             append: flags & libc::O_APPEND != 0,
+            exec,
         });
         Ok((fh, fopen_flags(flags, keep_cache)))
     }
@@ -186,6 +192,15 @@ impl Inner {
         // Linux truncates on O_TRUNC even when opening read-only (the kernel has
         // checked write permission); that needs the update right.
         if flags & libc::O_TRUNC != 0 {
+            // The kernel refuses to open a running program for writing
+            // (ETXTBSY), but with atomic O_TRUNC it checks a read-only
+            // O_TRUNC open only after this reply: truncating here would cut
+            // the program under its running process (or a loading `execve`,
+            // which then dies and lets the open succeed), where ext4 leaves
+            // it whole.
+            if st.executing.load(Ordering::SeqCst) > 0 {
+                return Err(libc::ETXTBSY);
+            }
             let mut f = crate::lock(&st.file);
             if !f.can_update(&self.vault) {
                 return Err(libc::EACCES);
@@ -230,6 +245,7 @@ impl Inner {
         let st = Arc::new(OpenState {
             file: Mutex::new(file),
             opens: 1.into(),
+            executing: 0.into(),
         });
         crate::lock(&self.open).insert(ino, st.clone());
         crate::lock(&self.seen_versions).insert(ino, version);
@@ -240,6 +256,7 @@ impl Inner {
             state: st,
             write,
             append: flags & libc::O_APPEND != 0,
+            exec: false,
         });
         Ok((self.attr_of(ino, &m), fh))
     }
@@ -253,6 +270,7 @@ impl Inner {
                 state,
                 write,
                 append,
+                ..
             } => Ok((*ino, state.clone(), *write, *append)),
             Handle::Dir { .. } => Err(libc::EISDIR),
         }
@@ -379,9 +397,15 @@ impl Inner {
         let h = crate::lock(&self.handles).remove(&fh);
         let Some(h) = h else { return Err(libc::EBADF) };
         let h = crate::lock(&h);
-        let Handle::File { ino, state, .. } = &*h else {
+        let Handle::File {
+            ino, state, exec, ..
+        } = &*h
+        else {
             return Ok(());
         };
+        if *exec {
+            state.executing.fetch_sub(1, Ordering::SeqCst);
+        }
         let result = self.commit(state, Durability::Lazy);
         self.unpin(*ino, state);
         result

@@ -53,7 +53,14 @@ const TRIM_AFTER: usize = 8 << 20;
 pub(crate) struct OpenState {
     pub file: Mutex<OpenFile>,
     pub opens: AtomicU64,
+    /// Handles the kernel opened to execute the file (a running program, or
+    /// an `execve` still loading it), see [`FMODE_EXEC`].
+    pub executing: AtomicU64,
 }
+
+/// The kernel's `__FMODE_EXEC`, set in the flags of the FUSE `OPEN` it sends
+/// for `execve`; the handle stays open while the program runs.
+pub(crate) const FMODE_EXEC: i32 = 0x20;
 
 pub(crate) enum Handle {
     File {
@@ -61,6 +68,8 @@ pub(crate) enum Handle {
         state: Arc<OpenState>,
         write: bool,
         append: bool,
+        /// Opened for `execve` (counted in [`OpenState::executing`]).
+        exec: bool,
     },
     /// Listed at the first `readdir` (and again when read from the start), not
     /// at `opendir`: programs open directories only to `fsync` them (sqlite,
