@@ -25,7 +25,7 @@ impl log::Log for Swappable {
 
     fn log(&self, record: &log::Record<'_>) {
         let Ok(l) = self.0.read() else { return };
-        if is_reply_to_gone_request(record) {
+        if is_fuser_noise(record) {
             let demoted = log::Record::builder()
                 .args(*record.args())
                 .level(log::Level::Debug)
@@ -46,17 +46,24 @@ impl log::Log for Swappable {
     }
 }
 
-/// fuser logs an error when the kernel no longer has the request a reply is
-/// for (ENOENT): its caller was killed meanwhile, or the reply is fuser's
-/// answer to a FUSE_INTERRUPT for a request already answered. Nothing is
-/// lost, and at error level it reads like a fault in the mount log: debug.
-fn is_reply_to_gone_request(record: &log::Record<'_>) -> bool {
-    record.target() == "fuser::reply"
-        && record.level() == log::Level::Error
+/// Two fuser messages that report nothing wrong, and at warning or error level
+/// read like faults in the mount log; they go out at debug instead:
+/// - a reply the kernel no longer has the request for (ENOENT): its caller was
+///   killed meanwhile, or it is fuser's answer to a FUSE_INTERRUPT for a
+///   request already answered; nothing is lost;
+/// - fuser's own unmount at exit failing with EINVAL: the mount point was
+///   already unmounted (`coffer unmount`, `umount`), which is how a mount ends.
+fn is_fuser_noise(record: &log::Record<'_>) -> bool {
+    let (level, errno) = match record.target() {
+        "fuser::reply" => (log::Level::Error, libc::ENOENT),
+        "fuser::mnt" => (log::Level::Warn, libc::EINVAL),
+        _ => return false,
+    };
+    record.level() == level
         && record
             .args()
             .to_string()
-            .ends_with(&format!("(os error {})", libc::ENOENT))
+            .ends_with(&format!("(os error {errno})"))
 }
 
 /// The filter used when `RUST_LOG` is unset.
@@ -116,27 +123,44 @@ mod tests {
     }
 
     #[test]
-    fn only_replies_to_gone_requests_are_demoted() {
-        let check = |target: &str, args: std::fmt::Arguments<'_>| {
+    fn only_fuser_messages_that_report_nothing_wrong_are_demoted() {
+        let check = |target: &str, level: log::Level, args: std::fmt::Arguments<'_>| {
             let record = log::Record::builder()
                 .args(args)
-                .level(log::Level::Error)
+                .level(level)
                 .target(target)
                 .build();
-            is_reply_to_gone_request(&record)
+            is_fuser_noise(&record)
         };
-        let gone = std::io::Error::from_raw_os_error(libc::ENOENT);
-        let broken = std::io::Error::from_raw_os_error(libc::ENODEV);
+        let err = std::io::Error::from_raw_os_error;
+        let (error, warn) = (log::Level::Error, log::Level::Warn);
+        let gone = err(libc::ENOENT);
+        let not_mounted = err(libc::EINVAL);
+        let busy = err(libc::EBUSY);
+        let broken = err(libc::ENODEV);
         assert!(check(
             "fuser::reply",
+            error,
             format_args!("Failed to send FUSE reply: {gone}")
+        ));
+        assert!(check(
+            "fuser::mnt",
+            warn,
+            format_args!("Unmount failed: {not_mounted}")
         ));
         assert!(!check(
             "fuser::reply",
+            error,
             format_args!("Failed to send FUSE reply: {broken}")
         ));
         assert!(!check(
+            "fuser::mnt",
+            warn,
+            format_args!("Unmount failed: {busy}")
+        ));
+        assert!(!check(
             "coffer::fs",
+            error,
             format_args!("Failed to send FUSE reply: {gone}")
         ));
     }
