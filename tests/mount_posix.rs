@@ -1833,12 +1833,23 @@ fn a_running_program_is_busy_and_stays_whole() {
     let original = fs::read("/usr/bin/sleep").unwrap();
     fs::write(&program, &original).unwrap();
     fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
-    let mut child = std::process::Command::new(&program)
-        .arg("60")
-        .spawn()
-        .unwrap();
+    /// Killed when dropped, also when an assertion fails first: a running
+    /// program would keep the mount busy.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Running(
+        std::process::Command::new(&program)
+            .arg("60")
+            .spawn()
+            .unwrap(),
+    );
     // Loaded and running: asleep in nanosleep.
-    let wchan = format!("/proc/{}/wchan", child.id());
+    let wchan = format!("/proc/{}/wchan", child.0.id());
     let asleep = common::eventually(std::time::Duration::from_secs(20), || {
         let w = fs::read_to_string(&wchan).unwrap_or_default();
         w.contains("nanosleep").then_some(())
@@ -1863,12 +1874,11 @@ fn a_running_program_is_busy_and_stays_whole() {
         libc::ETXTBSY,
         "read-only open with O_TRUNC",
     );
-    assert_eq!(child.try_wait().unwrap(), None, "the program died");
+    assert_eq!(child.0.try_wait().unwrap(), None, "the program died");
     assert_same(&read(&program), &original, "the running program");
 
     // Once it has exited the file is an ordinary file again.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let truncated = common::eventually(std::time::Duration::from_secs(10), || {
         open(libc::O_RDONLY | libc::O_TRUNC).ok()
     });
